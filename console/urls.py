@@ -1,0 +1,3 @@
+"""Dashboard routes arrive with the console issue."""
+
+urlpatterns: list = []

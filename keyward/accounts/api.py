@@ -1,0 +1,137 @@
+"""JSON endpoints for accounts (/auth/…) and org membership (/v1/admins). Thin: parse, call a service, render."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from keyward.accounts import services
+from keyward.accounts.models import Account, Role
+from keyward.accounts.serializers import (
+    AccountSerializer,
+    LoginSerializer,
+    MeResponseSerializer,
+    OrgSerializer,
+    RoleChangeSerializer,
+    SessionResponseSerializer,
+    SignupResponseSerializer,
+    SignupSerializer,
+    TotpCodeSerializer,
+    TotpSetupResponseSerializer,
+)
+from keyward.core.net import client_ip
+from keyward.tenancy.scoping import OrgScopedViewSet
+
+
+def _validated(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class SignupView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "signup"
+
+    @extend_schema(request=SignupSerializer, responses={201: SignupResponseSerializer})
+    def post(self, request):
+        data = _validated(SignupSerializer, request)
+        issued = services.signup(ip=client_ip(request), **data)
+        account = issued.session.account
+        body = {"token": issued.token, "expires_at": issued.expires_at, "account": account, "org": account.org}
+        return Response(SignupResponseSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=LoginSerializer, responses={200: SessionResponseSerializer})
+    def post(self, request):
+        data = _validated(LoginSerializer, request)
+        issued = services.login(
+            email=data["email"], password=data["password"], totp=data.get("totp") or None, ip=client_ip(request)
+        )
+        return Response(SessionResponseSerializer({"token": issued.token, "expires_at": issued.expires_at}).data)
+
+
+class LogoutView(APIView):
+    required_role = Role.VIEWER
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        services.revoke_session(request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    required_role = Role.VIEWER
+
+    @extend_schema(responses={200: MeResponseSerializer})
+    def get(self, request):
+        account, session = request.user, request.auth
+        body = {
+            "account": AccountSerializer(account).data,
+            "org": OrgSerializer(account.org).data if account.org else None,
+            "session": {
+                "prefix": session.prefix,
+                "expires_at": session.expires_at,
+                "otp_verified": session.otp_verified,
+            },
+        }
+        return Response(body)
+
+
+class TotpSetupView(APIView):
+    required_role = Role.VIEWER
+
+    @extend_schema(request=None, responses={200: TotpSetupResponseSerializer})
+    def post(self, request):
+        enrolment = services.setup_totp(request.user)
+        return Response(TotpSetupResponseSerializer(enrolment).data)
+
+
+class TotpEnableView(APIView):
+    required_role = Role.VIEWER
+
+    @extend_schema(request=TotpCodeSerializer, responses={204: None})
+    def post(self, request):
+        services.enable_totp(request.user, request.auth, _validated(TotpCodeSerializer, request)["code"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TotpDisableView(APIView):
+    required_role = Role.VIEWER
+
+    @extend_schema(request=TotpCodeSerializer, responses={204: None})
+    def post(self, request):
+        services.disable_totp(request.user, request.auth, _validated(TotpCodeSerializer, request)["code"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AdminViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+    """Org members and their roles (owner only). Addressed by email, case-insensitively."""
+
+    queryset = Account.objects.prefetch_related("totpdevice_set")
+    serializer_class = AccountSerializer
+    required_role = Role.OWNER
+    lookup_field = "email__iexact"
+    lookup_url_kwarg = "email"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(request=RoleChangeSerializer, responses={200: AccountSerializer})
+    @action(detail=True, methods=["post"])
+    def role(self, request, email=None):
+        role = _validated(RoleChangeSerializer, request)["role"]
+        account = services.change_role(org=self.org, target=self.get_object(), role=role)
+        return Response(AccountSerializer(account).data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Deactivated; sessions revoked.")})
+    def destroy(self, request, *args, **kwargs):
+        services.deactivate_account(org=self.org, target=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,30 @@
+"""Create a platform operator (superadmin): an account with no org that crosses orgs where allowed."""
+
+import getpass
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from keyward.accounts import services
+from keyward.core.exceptions import ServiceError
+
+
+class Command(BaseCommand):
+    help = "Create a superadmin account. The password is read from stdin (--password-stdin) or prompted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--email", required=True)
+        parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    def handle(self, *args, email: str, password_stdin: bool, **options):
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if password != getpass.getpass("Password (again): "):
+                raise CommandError("The passwords do not match.")
+        try:
+            account = services.create_superadmin(email=email, password=password)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(self.style.SUCCESS(f"Created superadmin {account.email} (id {account.pk})."))

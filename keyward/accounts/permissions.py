@@ -1,0 +1,23 @@
+"""Role gate for the admin API. A view that names no role is closed to everyone (fail closed)."""
+
+from rest_framework.permissions import BasePermission
+
+
+def required_role(view) -> str | None:
+    """The role an action needs: `action_roles[action]`, else the view's `required_role`."""
+    action_roles = getattr(view, "action_roles", {})
+    action = getattr(view, "action", None)
+    if action in action_roles:
+        return action_roles[action]
+    return getattr(view, "required_role", None)
+
+
+class HasRequiredRole(BasePermission):
+    message = "Your role does not allow this."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            return False
+        role = required_role(view)
+        return role is not None and user.has_role(role)

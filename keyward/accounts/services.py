@@ -1,0 +1,273 @@
+"""Account rules: sign-up, sign-in, sessions, TOTP and roles. The REST API and the console call these."""
+
+import base64
+import io
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import qrcode
+import qrcode.image.svg
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from keyward.accounts import throttle
+from keyward.accounts.models import (
+    SESSION_TOKEN_PREFIX,
+    Account,
+    Role,
+    SessionToken,
+    hash_token,
+    normalize_email,
+)
+from keyward.core.exceptions import Conflict, InvalidRequest, RateLimited, Unauthorized
+from keyward.tenancy.models import Org, unique_org_slug
+
+GRANTABLE_ROLES = (Role.VIEWER, Role.ADMIN, Role.OWNER)
+_TOTP_CODE = re.compile(r"^\d{6,8}$")
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    """A new session: the plaintext token exists only here, on its way to the caller."""
+
+    token: str
+    session: SessionToken
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.session.expires_at
+
+
+def start_session(account: Account, *, ip: str | None, otp_verified: bool) -> IssuedSession:
+    token = SessionToken.new_token()
+    session = SessionToken.objects.create(
+        account=account,
+        token_hash=hash_token(token),
+        prefix=token[: len(SESSION_TOKEN_PREFIX) + 6],
+        otp_verified=otp_verified,
+        expires_at=timezone.now() + settings.KEYWARD_SESSION_TTL,
+        created_ip=ip or None,
+    )
+    return IssuedSession(token=token, session=session)
+
+
+def resolve_session(token: str) -> SessionToken | None:
+    """The live session for a bearer token, with its account and org, in one query; else None."""
+    if not token.startswith(SESSION_TOKEN_PREFIX) or len(token) > 128:
+        return None
+    session = (
+        SessionToken.objects.select_related("account", "account__org").filter(token_hash=hash_token(token)).first()
+    )
+    if session is None or not session.matches(token) or not session.is_live() or not session.account.is_active:
+        return None
+    return session
+
+
+def revoke_session(session: SessionToken) -> None:
+    SessionToken.objects.filter(pk=session.pk).revoke()
+
+
+def revoke_sessions(account: Account, *, keep: SessionToken | None = None) -> int:
+    sessions = SessionToken.objects.filter(account=account)
+    if keep is not None:
+        sessions = sessions.exclude(pk=keep.pk)
+    return sessions.revoke()
+
+
+def _password_errors(password: str, email: str) -> list[str]:
+    try:
+        validate_password(password, user=Account(email=email))
+    except ValidationError as exc:
+        return list(exc.messages)
+    return []
+
+
+def signup(*, org_name: str, email: str, password: str, ip: str | None) -> IssuedSession:
+    """Create an org and its first owner, and sign the owner in."""
+    email = normalize_email(email)
+    errors = _password_errors(password, email)
+    if errors:
+        raise InvalidRequest("The password is too weak.", fields={"password": errors})
+    email_taken = InvalidRequest(
+        "An account with this email already exists; sign in instead.",
+        fields={"email": ["An account with this email already exists."]},
+    )
+    if Account.objects.filter(email=email).exists():
+        raise email_taken
+    try:
+        return _create_org_with_owner(org_name, email, password, ip)
+    except IntegrityError:
+        if Account.objects.filter(email=email).exists():
+            raise email_taken from None
+        # A concurrent sign-up took the same org slug; the retry picks the next free one.
+        return _create_org_with_owner(org_name, email, password, ip)
+
+
+@transaction.atomic
+def _create_org_with_owner(org_name: str, email: str, password: str, ip: str | None) -> IssuedSession:
+    org = Org.objects.create(name=org_name.strip(), slug=unique_org_slug(org_name))
+    account = Account.objects.create_account(email=email, password=password, org=org, role=Role.OWNER)
+    return start_session(account, ip=ip, otp_verified=False)
+
+
+def _dummy_password_check(password: str) -> None:
+    """Spend the same hashing work as a real check, so unknown emails answer in similar time."""
+    Account().set_password(password)
+
+
+def _confirmed_device(account: Account) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=account, confirmed=True).first()
+
+
+def verify_totp(device: TOTPDevice, code: str | None) -> bool:
+    """Check a TOTP code under a row lock, so one code can never be accepted twice, even concurrently."""
+    code = (code or "").replace(" ", "")
+    if not _TOTP_CODE.match(code):
+        return False
+    with transaction.atomic():
+        locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+        return locked.verify_token(code)
+
+
+def login(*, email: str, password: str, totp: str | None, ip: str | None) -> IssuedSession:
+    """Password sign-in with optional TOTP; throttled per account and per source IP."""
+    email = normalize_email(email)
+    keys = {"account": email, "ip": ip or "unknown"}
+    wait = throttle.retry_after(keys)
+    if wait is not None:
+        raise RateLimited("Too many failed sign-in attempts; try again later.", retry_after=wait)
+
+    account = Account.objects.select_related("org").filter(email=email).first()
+    if account is None:
+        _dummy_password_check(password)
+        password_ok = False
+    else:
+        password_ok = account.check_password(password)
+    if not password_ok or not account.is_active:
+        throttle.record_failure(keys)
+        raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
+
+    device = _confirmed_device(account)
+    if device is not None:
+        if not totp:
+            raise Unauthorized(
+                "This account uses two-factor authentication; send the current code.", code="totp_required"
+            )
+        if not verify_totp(device, totp):
+            throttle.record_failure(keys)
+            raise Unauthorized("The two-factor code is wrong or was already used.", code="totp_required")
+
+    throttle.reset("account", email)
+    account.last_login = timezone.now()
+    account.save(update_fields=["last_login"])
+    return start_session(account, ip=ip, otp_verified=device is not None)
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+def setup_totp(account: Account) -> TotpEnrolment:
+    """Start (or restart) TOTP enrolment with a fresh secret; it takes effect only once enabled."""
+    if _confirmed_device(account) is not None:
+        raise Conflict("Two-factor authentication is already on; disable it first.", code="totp_already_enabled")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=account, confirmed=False).delete()
+        device = TOTPDevice.objects.create(user=account, name="default", confirmed=False)
+    uri = device.config_url
+    secret = base64.b32encode(device.bin_key).decode().rstrip("=")
+    return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=_qr_data_uri(uri))
+
+
+def _qr_data_uri(text: str) -> str:
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def enable_totp(account: Account, session: SessionToken, code: str) -> None:
+    device = TOTPDevice.objects.filter(user=account, confirmed=False).order_by("-id").first()
+    if device is None:
+        if _confirmed_device(account) is not None:
+            raise Conflict("Two-factor authentication is already on.", code="totp_already_enabled")
+        raise Conflict("Start with POST /auth/2fa/setup.", code="totp_not_set_up")
+    if not verify_totp(device, code):
+        raise InvalidRequest("The code is wrong or was already used.", code="invalid_totp_code")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+        SessionToken.objects.filter(pk=session.pk).update(otp_verified=True)
+        revoke_sessions(account, keep=session)
+
+
+def disable_totp(account: Account, session: SessionToken, code: str) -> None:
+    device = _confirmed_device(account)
+    if device is None:
+        raise Conflict("Two-factor authentication is not on.", code="totp_not_enabled")
+    if not verify_totp(device, code):
+        raise InvalidRequest("The code is wrong or was already used.", code="invalid_totp_code")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=account).delete()
+        revoke_sessions(account, keep=session)
+
+
+def _lock_org_accounts(org: Org, target: Account) -> Account:
+    """Serialise owner-count checks per org (the org row is the lock) and re-read the target."""
+    Org.objects.select_for_update().filter(pk=org.pk).first()
+    return Account.objects.select_for_update().get(pk=target.pk)
+
+
+def _ensure_another_owner(org: Org, target: Account) -> None:
+    others = Account.objects.filter(org=org, role=Role.OWNER, is_active=True).exclude(pk=target.pk)
+    if not others.exists():
+        raise Conflict("An org must keep at least one active owner.", code="last_owner")
+
+
+def change_role(*, org: Org, target: Account, role: str) -> Account:
+    """Set an org member's role. Superadmin is never grantable; the last owner cannot be demoted."""
+    if role not in GRANTABLE_ROLES:
+        raise InvalidRequest(
+            f"role must be one of {', '.join(GRANTABLE_ROLES)}.", fields={"role": ["Not a grantable role."]}
+        )
+    with transaction.atomic():
+        target = _lock_org_accounts(org, target)
+        if target.role == role:
+            return target
+        if target.role == Role.OWNER:
+            _ensure_another_owner(org, target)
+        target.role = role
+        target.save(update_fields=["role"])
+        revoke_sessions(target)
+    return target
+
+
+def deactivate_account(*, org: Org, target: Account) -> Account:
+    """Offboard a member: they can no longer sign in and their sessions end. The last owner stays."""
+    with transaction.atomic():
+        target = _lock_org_accounts(org, target)
+        if not target.is_active:
+            return target
+        if target.role == Role.OWNER:
+            _ensure_another_owner(org, target)
+        target.is_active = False
+        target.save(update_fields=["is_active"])
+        revoke_sessions(target)
+    return target
+
+
+def create_superadmin(*, email: str, password: str) -> Account:
+    email = normalize_email(email)
+    errors = _password_errors(password, email)
+    if errors:
+        raise InvalidRequest("The password is too weak: " + " ".join(errors), fields={"password": errors})
+    if Account.objects.filter(email=email).exists():
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    return Account.objects.create_account(email=email, password=password, org=None, role=Role.SUPERADMIN)

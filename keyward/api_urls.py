@@ -1,0 +1,15 @@
+"""The admin REST API under /v1 (org-scoped, role-gated)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import SimpleRouter
+
+from keyward.accounts.api import AdminViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("admins", AdminViewSet, basename="admins")
+
+urlpatterns = [
+    path("schema", SpectacularAPIView.as_view(permission_classes=[]), name="openapi-schema"),
+    *router.urls,
+]

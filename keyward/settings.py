@@ -1,0 +1,222 @@
+"""keyward settings: everything comes from the environment (docs/self-hosting.md lists it all).
+
+With no environment at all keyward runs in dev mode on SQLite under var/, with generated
+secrets persisted there and Celery tasks run in-process.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+from keyward.config import (
+    ConfigError,
+    database_from_url,
+    decode_master_key,
+    dev_secret,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    new_master_key,
+    new_secret_key,
+    sqlite_database,
+    validate_http_url,
+    validate_redis_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("KEYWARD_VAR_DIR", str(BASE_DIR / "var")))
+
+DATABASE_URL = env_str("KEYWARD_DATABASE_URL")
+DEV_MODE = env_bool("KEYWARD_DEV_MODE", DATABASE_URL is None)
+DEBUG = env_bool("KEYWARD_DEBUG", False)
+
+KEYWARD_ISSUER = validate_http_url("KEYWARD_ISSUER", env_str("KEYWARD_ISSUER", "http://localhost:8000"))
+if not DEV_MODE and not KEYWARD_ISSUER.startswith("https://"):
+    raise ConfigError("KEYWARD_ISSUER must be an https:// URL outside dev mode")
+
+
+def _required_secret(name: str, filename: str, generate) -> str:
+    value = env_secret(name)
+    if value is not None:
+        return value
+    if DEV_MODE:
+        return dev_secret(VAR_DIR, filename, generate)
+    raise ConfigError(f"{name} (or {name}_FILE) is required outside dev mode")
+
+
+SECRET_KEY = _required_secret("KEYWARD_SECRET_KEY", "secret_key", new_secret_key)
+if not DEV_MODE and len(SECRET_KEY) < 50:
+    raise ConfigError("KEYWARD_SECRET_KEY must be at least 50 characters outside dev mode")
+KEYWARD_MASTER_KEY = decode_master_key(
+    "KEYWARD_MASTER_KEY", _required_secret("KEYWARD_MASTER_KEY", "master_key", new_master_key)
+)
+
+_issuer_host = KEYWARD_ISSUER.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+ALLOWED_HOSTS = env_list(
+    "KEYWARD_ALLOWED_HOSTS",
+    ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEV_MODE else [_issuer_host],
+)
+KEYWARD_ALLOW_PRIVATE_URLS = env_bool("KEYWARD_ALLOW_PRIVATE_URLS", DEV_MODE)
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "keyward.tenancy",
+    "keyward.accounts",
+    "keyward.core",
+    "broker",
+    "console",
+    "scim",
+]
+
+MIDDLEWARE = [
+    "keyward.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "keyward.urls"
+WSGI_APPLICATION = "keyward.wsgi.application"
+ASGI_APPLICATION = "keyward.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL is None:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": sqlite_database(VAR_DIR / "keyward.sqlite3")}
+else:
+    DATABASES = {"default": database_from_url("KEYWARD_DATABASE_URL", DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("KEYWARD_REDIS_URL")
+if REDIS_URL is not None:
+    validate_redis_url("KEYWARD_REDIS_URL", REDIS_URL)
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "keyward",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_USER_MODEL = "accounts.Account"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+KEYWARD_SESSION_TTL = timedelta(hours=12)
+KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)
+KEYWARD_TRUSTED_PROXY_HOPS = env_int("KEYWARD_TRUSTED_PROXY_HOPS", 0, minimum=0)
+
+OTP_TOTP_ISSUER = "keyward"
+OTP_TOTP_THROTTLE_FACTOR = 1
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["keyward.accounts.authentication.SessionTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["keyward.accounts.permissions.HasRequiredRole"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "keyward.core.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {"signup": env_str("KEYWARD_SIGNUP_RATE", "10/hour")},
+    "NUM_PROXIES": KEYWARD_TRUSTED_PROXY_HOPS,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "keyward API",
+    "DESCRIPTION": "Credential broker for AI agents: the agent-facing broker and the admin control plane.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = int(KEYWARD_SESSION_TTL.total_seconds())
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+CSRF_FAILURE_VIEW = "keyward.core.errors.csrf_failure"
+
+if not DEV_MODE:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("KEYWARD_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("KEYWARD_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = False
+    if env_bool("KEYWARD_BEHIND_TLS_PROXY", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is the operator's decision, not ours.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "keyward.core.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("KEYWARD_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

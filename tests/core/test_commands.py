@@ -1,0 +1,56 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from keyward.accounts.models import Account, Role
+from keyward.demo import DEMO_OWNER_EMAIL
+from keyward.tenancy.models import Org
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_prints_a_working_login(api):
+    first, second = io.StringIO(), io.StringIO()
+    call_command("seed_demo", stdout=first)
+    call_command("seed_demo", stdout=second)
+
+    assert Org.objects.filter(slug="demo").count() == 1
+    assert Account.objects.filter(email=DEMO_OWNER_EMAIL, role=Role.OWNER).count() == 1
+    out = first.getvalue()
+    assert "http://localhost:8000/" in out
+    assert out == second.getvalue()
+    password = out.split("password: ")[1].split()[0]
+    response = api.post("/auth/login", {"email": DEMO_OWNER_EMAIL, "password": password}, format="json")
+    assert response.status_code == 200
+
+
+def test_seed_demo_refuses_outside_dev_mode(settings):
+    settings.DEV_MODE = False
+    with pytest.raises(CommandError, match="dev mode"):
+        call_command("seed_demo")
+    assert not Org.objects.exists()
+
+
+def test_createsuperadmin_reads_the_password_from_stdin(monkeypatch, api):
+    monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\n"))
+    out = io.StringIO()
+    call_command("createsuperadmin", "--email", "Ops@Example.com", "--password-stdin", stdout=out)
+
+    account = Account.objects.get(email="ops@example.com")
+    assert account.role == Role.SUPERADMIN
+    assert account.org is None
+    assert "Created superadmin ops@example.com" in out.getvalue()
+    login = api.post("/auth/login", {"email": "ops@example.com", "password": "operator passphrase long"}, format="json")
+    assert login.status_code == 200
+
+
+def test_createsuperadmin_refuses_weak_password_and_duplicates(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    with pytest.raises(CommandError, match="too weak"):
+        call_command("createsuperadmin", "--email", "ops@example.com", "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\n"))
+    call_command("createsuperadmin", "--email", "ops@example.com", "--password-stdin", stdout=io.StringIO())
+    monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\n"))
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("createsuperadmin", "--email", "OPS@example.com", "--password-stdin")

@@ -1,0 +1,133 @@
+"""Configuration comes from the environment and fails fast, naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyward import config
+from keyward.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_MASTER = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE="
+GOOD_SECRET = "s" * 60
+
+
+def run_manage(env_overrides: dict, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_") and k != "DJANGO_SETTINGS_MODULE"}
+    env.update({"KEYWARD_VAR_DIR": str(tmp_path), **env_overrides})
+    return subprocess.run(
+        [sys.executable, "manage.py", *(args or ("check",))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+PRODUCTION = {
+    "KEYWARD_DEV_MODE": "0",
+    "KEYWARD_ISSUER": "https://keyward.example.com",
+}
+
+
+def test_missing_secret_key_stops_start_up_naming_the_variable(tmp_path):
+    result = run_manage({**PRODUCTION, "KEYWARD_MASTER_KEY": GOOD_MASTER}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "KEYWARD_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_master_key_stops_start_up_naming_the_variable(tmp_path):
+    result = run_manage({**PRODUCTION, "KEYWARD_SECRET_KEY": GOOD_SECRET}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "KEYWARD_MASTER_KEY" in result.stderr
+    assert not list(tmp_path.iterdir()), "production mode must not generate secrets"
+
+
+def test_production_env_with_secrets_starts(tmp_path):
+    result = run_manage(
+        {**PRODUCTION, "KEYWARD_SECRET_KEY": GOOD_SECRET, "KEYWARD_MASTER_KEY": GOOD_MASTER}, tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dev_mode_generates_and_reuses_secrets(tmp_path):
+    assert run_manage({}, tmp_path=tmp_path).returncode == 0
+    first = (tmp_path / "master_key").read_text()
+    assert oct((tmp_path / "master_key").stat().st_mode & 0o777) == "0o600"
+    assert run_manage({}, tmp_path=tmp_path).returncode == 0
+    assert (tmp_path / "master_key").read_text() == first
+    assert len(config.decode_master_key("x", first.strip())) == 32
+
+
+def test_secret_file_variants_are_read(tmp_path):
+    (tmp_path / "sk").write_text(GOOD_SECRET + "\n")
+    (tmp_path / "mk").write_text(GOOD_MASTER + "\n")
+    result = run_manage(
+        {
+            **PRODUCTION,
+            "KEYWARD_SECRET_KEY_FILE": str(tmp_path / "sk"),
+            "KEYWARD_MASTER_KEY_FILE": str(tmp_path / "mk"),
+        },
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KEYWARD_DEV_MODE": "maybe"}, "KEYWARD_DEV_MODE"),
+        ({"KEYWARD_MASTER_KEY": "not base64!"}, "KEYWARD_MASTER_KEY"),
+        ({"KEYWARD_MASTER_KEY": "c2hvcnQ="}, "KEYWARD_MASTER_KEY"),
+        ({"KEYWARD_DATABASE_URL": "mysql://x/y", "KEYWARD_DEV_MODE": "1"}, "KEYWARD_DATABASE_URL"),
+        ({"KEYWARD_REDIS_URL": "http://localhost"}, "KEYWARD_REDIS_URL"),
+        ({"KEYWARD_ISSUER": "ftp://x"}, "KEYWARD_ISSUER"),
+        ({**PRODUCTION, "KEYWARD_SECRET_KEY": "short", "KEYWARD_MASTER_KEY": GOOD_MASTER}, "KEYWARD_SECRET_KEY"),
+        ({"KEYWARD_DEV_MODE": "0", "KEYWARD_ISSUER": "http://plain.example.com"}, "KEYWARD_ISSUER"),
+        ({"KEYWARD_LOGIN_FAILURES_PER_ACCOUNT": "0"}, "KEYWARD_LOGIN_FAILURES_PER_ACCOUNT"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path, env, named):
+    result = run_manage(env, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_env_secret_refuses_both_direct_and_file(monkeypatch, tmp_path):
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv("KW_T", "a")
+    monkeypatch.setenv("KW_T_FILE", str(tmp_path / "f"))
+    with pytest.raises(ConfigError, match="KW_T and KW_T_FILE"):
+        config.env_secret("KW_T")
+
+
+def test_env_secret_names_an_unreadable_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("KW_T", raising=False)
+    monkeypatch.setenv("KW_T_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="KW_T_FILE"):
+        config.env_secret("KW_T")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p%40ss@db.internal:6543/keyward?sslmode=require", ("db.internal", "6543", "keyward", "p@ss")),
+        ("postgresql://postgres@127.0.0.1/kw", ("127.0.0.1", "", "kw", "")),
+    ],
+)
+def test_database_url_parsing(url, expected):
+    parsed = config.database_from_url("KEYWARD_DATABASE_URL", url)
+    assert (parsed["HOST"], parsed["PORT"], parsed["NAME"], parsed["PASSWORD"]) == expected
+    assert parsed["ENGINE"] == "django.db.backends.postgresql"
+
+
+@pytest.mark.parametrize("url", ["postgres://host", "postgres://host:notaport/db", "sqlite://", "redis://x/0"])
+def test_bad_database_urls_name_the_variable(url):
+    with pytest.raises(ConfigError, match="KEYWARD_DATABASE_URL"):
+        config.database_from_url("KEYWARD_DATABASE_URL", url)

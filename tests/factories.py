@@ -1,0 +1,32 @@
+"""Small factories for test data. Each call makes new, unique rows."""
+
+import itertools
+
+from keyward.accounts import services
+from keyward.accounts.models import Account, Role
+from keyward.tenancy.models import Org
+
+_counter = itertools.count(1)
+PASSWORD = "a long enough test passphrase"
+
+
+def make_org(name: str | None = None, **fields) -> Org:
+    n = next(_counter)
+    return Org.objects.create(name=name or f"Org {n}", slug=f"org-{n}", **fields)
+
+
+def make_account(org: Org | None = None, role: str = Role.VIEWER, email: str | None = None, **fields) -> Account:
+    if org is None and role != Role.SUPERADMIN:
+        org = make_org()
+    account = Account.objects.create_account(
+        email=email or f"user{next(_counter)}@example.com", password=PASSWORD, org=org, role=role
+    )
+    for name, value in fields.items():
+        setattr(account, name, value)
+    if fields:
+        account.save()
+    return account
+
+
+def make_session_token(account: Account, *, otp_verified: bool = False) -> str:
+    return services.start_session(account, ip="127.0.0.1", otp_verified=otp_verified).token
