@@ -26,7 +26,6 @@ class Command(BaseCommand):
                 [
                     "",
                     f"keyward (dev mode) is starting on {base_url}",
-                    f"  console:   {base_url}/",
                     f"  API docs:  {base_url}/v1/schema",
                     f"  demo org:  {demo.org.slug}   owner: {demo.owner.email}   password: {demo.owner_password}",
                     "",
