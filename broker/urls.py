@@ -1,3 +1,9 @@
-"""Agent-facing routes (POST /v1/credentials, /v1/jwks) arrive with the broker issue."""
+"""Agent-facing routes, included under /v1/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from broker.api import JwksView
+
+urlpatterns = [
+    path("jwks", JwksView.as_view(), name="jwks"),
+]
