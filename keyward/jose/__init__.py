@@ -1,0 +1,1 @@
+"""JOSE: verifying JWTs (end-user tokens, agent attestations, keyward's own tokens) in one place."""
