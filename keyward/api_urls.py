@@ -5,9 +5,11 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from keyward.accounts.api import AdminViewSet
+from keyward.audit.api import AuditViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("admins", AdminViewSet, basename="admins")
+router.register("audit", AuditViewSet, basename="audit")
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(permission_classes=[]), name="openapi-schema"),

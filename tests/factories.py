@@ -4,6 +4,8 @@ import itertools
 
 from keyward.accounts import services
 from keyward.accounts.models import Account, Role
+from keyward.audit.models import AuditEvent
+from keyward.audit.writer import record_event
 from keyward.tenancy.models import Org
 
 _counter = itertools.count(1)
@@ -30,3 +32,9 @@ def make_account(org: Org | None = None, role: str = Role.VIEWER, email: str | N
 
 def make_session_token(account: Account, *, otp_verified: bool = False) -> str:
     return services.start_session(account, ip="127.0.0.1", otp_verified=otp_verified).token
+
+
+def make_audit_events(org: Org | None, count: int = 1, **facts) -> list[AuditEvent]:
+    """Append `count` events to an org's audit chain (the platform chain when org is None)."""
+    fields = {"event_type": "test.event", "outcome": "success", **facts}
+    return [record_event(org=org, **fields) for _ in range(count)]

@@ -22,6 +22,7 @@ from keyward.accounts.serializers import (
     TotpCodeSerializer,
     TotpSetupResponseSerializer,
 )
+from keyward.audit.writer import AuditContext
 from keyward.core.net import client_ip
 from keyward.tenancy.scoping import OrgScopedViewSet
 
@@ -41,7 +42,7 @@ class SignupView(APIView):
     @extend_schema(request=SignupSerializer, responses={201: SignupResponseSerializer})
     def post(self, request):
         data = _validated(SignupSerializer, request)
-        issued = services.signup(ip=client_ip(request), **data)
+        issued = services.signup(ip=client_ip(request), audit_context=AuditContext.from_request(request), **data)
         account = issued.session.account
         body = {"token": issued.token, "expires_at": issued.expires_at, "account": account, "org": account.org}
         return Response(SignupResponseSerializer(body).data, status=status.HTTP_201_CREATED)
@@ -55,7 +56,11 @@ class LoginView(APIView):
     def post(self, request):
         data = _validated(LoginSerializer, request)
         issued = services.login(
-            email=data["email"], password=data["password"], totp=data.get("totp") or None, ip=client_ip(request)
+            email=data["email"],
+            password=data["password"],
+            totp=data.get("totp") or None,
+            ip=client_ip(request),
+            audit_context=AuditContext.from_request(request),
         )
         return Response(SessionResponseSerializer({"token": issued.token, "expires_at": issued.expires_at}).data)
 
@@ -65,7 +70,7 @@ class LogoutView(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request):
-        services.revoke_session(request.auth)
+        services.logout(request.auth, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -101,7 +106,8 @@ class TotpEnableView(APIView):
 
     @extend_schema(request=TotpCodeSerializer, responses={204: None})
     def post(self, request):
-        services.enable_totp(request.user, request.auth, _validated(TotpCodeSerializer, request)["code"])
+        code = _validated(TotpCodeSerializer, request)["code"]
+        services.enable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -110,7 +116,8 @@ class TotpDisableView(APIView):
 
     @extend_schema(request=TotpCodeSerializer, responses={204: None})
     def post(self, request):
-        services.disable_totp(request.user, request.auth, _validated(TotpCodeSerializer, request)["code"])
+        code = _validated(TotpCodeSerializer, request)["code"]
+        services.disable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -128,10 +135,21 @@ class AdminViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     @action(detail=True, methods=["post"])
     def role(self, request, email=None):
         role = _validated(RoleChangeSerializer, request)["role"]
-        account = services.change_role(org=self.org, target=self.get_object(), role=role)
+        account = services.change_role(
+            org=self.org,
+            target=self.get_object(),
+            role=role,
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+        )
         return Response(AccountSerializer(account).data)
 
     @extend_schema(responses={204: OpenApiResponse(description="Deactivated; sessions revoked.")})
     def destroy(self, request, *args, **kwargs):
-        services.deactivate_account(org=self.org, target=self.get_object())
+        services.deactivate_account(
+            org=self.org,
+            target=self.get_object(),
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

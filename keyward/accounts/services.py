@@ -5,6 +5,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 import qrcode
 import qrcode.image.svg
@@ -24,7 +25,10 @@ from keyward.accounts.models import (
     hash_token,
     normalize_email,
 )
-from keyward.core.exceptions import Conflict, InvalidRequest, RateLimited, Unauthorized
+from keyward.audit import events
+from keyward.audit.models import Outcome
+from keyward.audit.writer import Actor, AuditContext, record_committed_event, record_event
+from keyward.core.exceptions import Conflict, InvalidRequest, RateLimited, ServiceError, Unauthorized
 from keyward.tenancy.models import Org, unique_org_slug
 
 GRANTABLE_ROLES = (Role.VIEWER, Role.ADMIN, Role.OWNER)
@@ -87,9 +91,12 @@ def _password_errors(password: str, email: str) -> list[str]:
     return []
 
 
-def signup(*, org_name: str, email: str, password: str, ip: str | None) -> IssuedSession:
-    """Create an org and its first owner, and sign the owner in."""
+def signup(
+    *, org_name: str, email: str, password: str, ip: str | None, audit_context: AuditContext | None = None
+) -> IssuedSession:
+    """Create an org and its first owner, and sign the owner in (audited as account.signup)."""
     email = normalize_email(email)
+    context = audit_context or AuditContext.current(ip)
     errors = _password_errors(password, email)
     if errors:
         raise InvalidRequest("The password is too weak.", fields={"password": errors})
@@ -100,19 +107,30 @@ def signup(*, org_name: str, email: str, password: str, ip: str | None) -> Issue
     if Account.objects.filter(email=email).exists():
         raise email_taken
     try:
-        return _create_org_with_owner(org_name, email, password, ip)
+        return _create_org_with_owner(org_name, email, password, ip, context)
     except IntegrityError:
         if Account.objects.filter(email=email).exists():
             raise email_taken from None
         # A concurrent sign-up took the same org slug; the retry picks the next free one.
-        return _create_org_with_owner(org_name, email, password, ip)
+        return _create_org_with_owner(org_name, email, password, ip, context)
 
 
 @transaction.atomic
-def _create_org_with_owner(org_name: str, email: str, password: str, ip: str | None) -> IssuedSession:
+def _create_org_with_owner(
+    org_name: str, email: str, password: str, ip: str | None, context: AuditContext
+) -> IssuedSession:
     org = Org.objects.create(name=org_name.strip(), slug=unique_org_slug(org_name))
     account = Account.objects.create_account(email=email, password=password, org=org, role=Role.OWNER)
-    return start_session(account, ip=ip, otp_verified=False)
+    issued = start_session(account, ip=ip, otp_verified=False)
+    record_event(
+        org=org,
+        event_type=events.ACCOUNT_SIGNUP,
+        outcome=Outcome.SUCCESS,
+        actor=account,
+        context=context,
+        detail={"org_slug": org.slug, "role": account.role},
+    )
+    return issued
 
 
 def _dummy_password_check(password: str) -> None:
@@ -134,15 +152,28 @@ def verify_totp(device: TOTPDevice, code: str | None) -> bool:
         return locked.verify_token(code)
 
 
-def login(*, email: str, password: str, totp: str | None, ip: str | None) -> IssuedSession:
-    """Password sign-in with optional TOTP; throttled per account and per source IP."""
+def login(
+    *, email: str, password: str, totp: str | None, ip: str | None, audit_context: AuditContext | None = None
+) -> IssuedSession:
+    """Password sign-in with optional TOTP; throttled per account and per source IP.
+
+    Every attempt is audited. A refusal's row commits on its own before the error is raised (so the
+    refusal cannot roll it back); call this outside any transaction.
+    """
     email = normalize_email(email)
+    context = audit_context or AuditContext.current(ip)
     keys = {"account": email, "ip": ip or "unknown"}
+    account = Account.objects.select_related("org").filter(email=email).first()
     wait = throttle.retry_after(keys)
     if wait is not None:
-        raise RateLimited("Too many failed sign-in attempts; try again later.", retry_after=wait)
+        _refuse_login(
+            email,
+            account,
+            context,
+            RateLimited("Too many failed sign-in attempts; try again later.", retry_after=wait),
+            cause="too_many_failures",
+        )
 
-    account = Account.objects.select_related("org").filter(email=email).first()
     if account is None:
         _dummy_password_check(password)
         password_ok = False
@@ -150,22 +181,80 @@ def login(*, email: str, password: str, totp: str | None, ip: str | None) -> Iss
         password_ok = account.check_password(password)
     if not password_ok or not account.is_active:
         throttle.record_failure(keys)
-        raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
+        cause = "unknown_email" if account is None else "wrong_password" if not password_ok else "account_inactive"
+        _refuse_login(
+            email,
+            account,
+            context,
+            Unauthorized("The email or password is wrong.", code="invalid_credentials"),
+            cause=cause,
+        )
 
     device = _confirmed_device(account)
     if device is not None:
         if not totp:
-            raise Unauthorized(
-                "This account uses two-factor authentication; send the current code.", code="totp_required"
+            _refuse_login(
+                email,
+                account,
+                context,
+                Unauthorized(
+                    "This account uses two-factor authentication; send the current code.", code="totp_required"
+                ),
+                cause="second_factor_missing",
             )
         if not verify_totp(device, totp):
             throttle.record_failure(keys)
-            raise Unauthorized("The two-factor code is wrong or was already used.", code="totp_required")
+            _refuse_login(
+                email,
+                account,
+                context,
+                Unauthorized("The two-factor code is wrong or was already used.", code="totp_required"),
+                cause="second_factor_wrong",
+            )
 
     throttle.reset("account", email)
-    account.last_login = timezone.now()
-    account.save(update_fields=["last_login"])
-    return start_session(account, ip=ip, otp_verified=device is not None)
+    with transaction.atomic():
+        account.last_login = timezone.now()
+        account.save(update_fields=["last_login"])
+        issued = start_session(account, ip=ip, otp_verified=device is not None)
+        record_event(
+            org=account.org,
+            event_type=events.ACCOUNT_LOGIN,
+            outcome=Outcome.SUCCESS,
+            actor=account,
+            context=context,
+            detail={"second_factor": device is not None},
+        )
+    return issued
+
+
+def _refuse_login(
+    email: str, account: Account | None, context: AuditContext, error: ServiceError, *, cause: str
+) -> NoReturn:
+    """Audit a refused sign-in in the account's org chain (platform chain if unknown), then raise."""
+    record_committed_event(
+        org=account.org if account is not None else None,
+        event_type=events.ACCOUNT_LOGIN_FAILED,
+        outcome=Outcome.DENIED if isinstance(error, RateLimited) else Outcome.FAILURE,
+        reason_code=error.code,
+        actor=Actor.anonymous(email, account.pk if account is not None else None),
+        context=context,
+        detail={"cause": cause},
+    )
+    raise error
+
+
+def logout(session: SessionToken, *, audit_context: AuditContext | None = None) -> None:
+    """End the caller's own session (audited as account.logout)."""
+    with transaction.atomic():
+        revoke_session(session)
+        record_event(
+            org=session.account.org,
+            event_type=events.ACCOUNT_LOGOUT,
+            outcome=Outcome.SUCCESS,
+            actor=session.account,
+            context=audit_context,
+        )
 
 
 @dataclass(frozen=True)
@@ -194,7 +283,9 @@ def _qr_data_uri(text: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def enable_totp(account: Account, session: SessionToken, code: str) -> None:
+def enable_totp(
+    account: Account, session: SessionToken, code: str, *, audit_context: AuditContext | None = None
+) -> None:
     device = TOTPDevice.objects.filter(user=account, confirmed=False).order_by("-id").first()
     if device is None:
         if _confirmed_device(account) is not None:
@@ -206,9 +297,18 @@ def enable_totp(account: Account, session: SessionToken, code: str) -> None:
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
         SessionToken.objects.filter(pk=session.pk).update(otp_verified=True)
         revoke_sessions(account, keep=session)
+        record_event(
+            org=account.org,
+            event_type=events.ACCOUNT_2FA_ENABLED,
+            outcome=Outcome.SUCCESS,
+            actor=account,
+            context=audit_context,
+        )
 
 
-def disable_totp(account: Account, session: SessionToken, code: str) -> None:
+def disable_totp(
+    account: Account, session: SessionToken, code: str, *, audit_context: AuditContext | None = None
+) -> None:
     device = _confirmed_device(account)
     if device is None:
         raise Conflict("Two-factor authentication is not on.", code="totp_not_enabled")
@@ -217,6 +317,13 @@ def disable_totp(account: Account, session: SessionToken, code: str) -> None:
     with transaction.atomic():
         TOTPDevice.objects.filter(user=account).delete()
         revoke_sessions(account, keep=session)
+        record_event(
+            org=account.org,
+            event_type=events.ACCOUNT_2FA_DISABLED,
+            outcome=Outcome.SUCCESS,
+            actor=account,
+            context=audit_context,
+        )
 
 
 def _lock_org_accounts(org: Org, target: Account) -> Account:
@@ -231,7 +338,14 @@ def _ensure_another_owner(org: Org, target: Account) -> None:
         raise Conflict("An org must keep at least one active owner.", code="last_owner")
 
 
-def change_role(*, org: Org, target: Account, role: str) -> Account:
+def change_role(
+    *,
+    org: Org,
+    target: Account,
+    role: str,
+    actor: Account | None = None,
+    audit_context: AuditContext | None = None,
+) -> Account:
     """Set an org member's role. Superadmin is never grantable; the last owner cannot be demoted."""
     if role not in GRANTABLE_ROLES:
         raise InvalidRequest(
@@ -243,13 +357,23 @@ def change_role(*, org: Org, target: Account, role: str) -> Account:
             return target
         if target.role == Role.OWNER:
             _ensure_another_owner(org, target)
-        target.role = role
+        old_role, target.role = target.role, role
         target.save(update_fields=["role"])
         revoke_sessions(target)
+        record_event(
+            org=org,
+            event_type=events.ACCOUNT_ROLE_CHANGED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            context=audit_context,
+            detail={"account_id": target.pk, "email": target.email, "old_role": old_role, "new_role": role},
+        )
     return target
 
 
-def deactivate_account(*, org: Org, target: Account) -> Account:
+def deactivate_account(
+    *, org: Org, target: Account, actor: Account | None = None, audit_context: AuditContext | None = None
+) -> Account:
     """Offboard a member: they can no longer sign in and their sessions end. The last owner stays."""
     with transaction.atomic():
         target = _lock_org_accounts(org, target)
@@ -260,6 +384,14 @@ def deactivate_account(*, org: Org, target: Account) -> Account:
         target.is_active = False
         target.save(update_fields=["is_active"])
         revoke_sessions(target)
+        record_event(
+            org=org,
+            event_type=events.ACCOUNT_DEACTIVATED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            context=audit_context,
+            detail={"account_id": target.pk, "email": target.email, "role": target.role},
+        )
     return target
 
 
@@ -270,4 +402,12 @@ def create_superadmin(*, email: str, password: str) -> Account:
         raise InvalidRequest("The password is too weak: " + " ".join(errors), fields={"password": errors})
     if Account.objects.filter(email=email).exists():
         raise Conflict("An account with this email already exists.", code="email_taken")
-    return Account.objects.create_account(email=email, password=password, org=None, role=Role.SUPERADMIN)
+    with transaction.atomic():
+        account = Account.objects.create_account(email=email, password=password, org=None, role=Role.SUPERADMIN)
+        record_event(
+            org=None,
+            event_type=events.ACCOUNT_SUPERADMIN_CREATED,
+            outcome=Outcome.SUCCESS,
+            detail={"account_id": account.pk, "email": account.email},
+        )
+    return account

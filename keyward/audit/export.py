@@ -1,0 +1,82 @@
+"""Streaming export bodies (JSON array, CSV): one chunk of rows at a time, so memory stays flat.
+
+Each exported row is the canonical row plus its `hash`, so a JSON export can be re-verified
+offline: `sha256(prev_hash || canonical JSON of the row without "hash")`.
+"""
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.db import models
+
+from keyward.audit.chain import CANONICAL_FIELDS, canonical_fields
+
+EXPORT_COLUMNS = (*CANONICAL_FIELDS, "hash")
+STREAM_CHUNK_ROWS = 1_000
+# A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def exported_rows(rows: models.QuerySet) -> Iterator[dict[str, Any]]:
+    for event in rows.iterator(chunk_size=STREAM_CHUNK_ROWS):
+        yield {**canonical_fields(event), "hash": event.hash}
+
+
+def _batched(items: Iterable[str], size: int = STREAM_CHUNK_ROWS) -> Iterator[str]:
+    """Join small pieces into fewer, larger chunks (fewer writes to the socket)."""
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+def stream_json(rows: models.QuerySet) -> Iterator[str]:
+    """A JSON array, one row per line."""
+
+    def pieces() -> Iterator[str]:
+        separator = "\n"
+        for row in exported_rows(rows):
+            yield separator + json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            separator = ",\n"
+
+    yield "["
+    yield from _batched(pieces())
+    yield "\n]\n"
+
+
+def neutralise_cell(value: str) -> str:
+    """Prefix a formula-looking cell with `'` so spreadsheets show it as text."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return neutralise_cell(str(value))
+
+
+class _Line:
+    """A file-like object whose write() hands back the line, so csv.writer can stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def stream_csv(rows: models.QuerySet) -> Iterator[str]:
+    """CSV with a header row; JSON-valued columns hold compact JSON; formula-looking cells are neutralised."""
+    writer = csv.writer(_Line())
+
+    def pieces() -> Iterator[str]:
+        yield writer.writerow(EXPORT_COLUMNS)
+        for row in exported_rows(rows):
+            yield writer.writerow([_cell(row[column]) for column in EXPORT_COLUMNS])
+
+    yield from _batched(pieces())

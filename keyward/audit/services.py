@@ -1,0 +1,222 @@
+"""Audit rules beyond writing: verifying a chain, choosing an export window, pruning old rows."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from keyward.audit import events
+from keyward.audit.chain import compute_hash
+from keyward.audit.models import PLATFORM_CHAIN, AuditChain, AuditEvent, Outcome, chain_key
+from keyward.audit.writer import AccountLike, Actor, AuditContext, lock_chain_head, record_event
+from keyward.core.exceptions import InvalidRequest
+from keyward.tenancy.models import Org
+
+EXPORT_MAX_ROWS = 50_000
+VERIFY_CHUNK_ROWS = 2_000
+MAX_PRUNE_DAYS = 36_500
+
+
+def events_of(org: Org | None) -> models.QuerySet:
+    """The rows of one chain: an org's, or the platform chain's (org NULL)."""
+    if org is None:
+        return AuditEvent.objects.filter(org__isnull=True)
+    return AuditEvent.objects.filter(org=org)
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first place a chain stops verifying: the row's seq and why."""
+
+    seq: int
+    reason: str  # seq_gap | prev_hash_mismatch | hash_mismatch | head_mismatch | checkpoint_mismatch
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What a walk of one chain found: how far it got and the first break, if any."""
+
+    chain: str
+    rows_checked: int
+    first_seq: int | None
+    last_seq: int | None
+    checkpoint_seq: int
+    broken: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+def verify_chain(org: Org | None) -> VerifyResult:
+    """Walk one chain in seq order from its checkpoint, recomputing every hash (bounded memory).
+
+    Safe on a live system: the walk stops at the head as read first (a writer commits its row and
+    the head together), and rows appended meanwhile are not mistaken for a break.
+    """
+    key = chain_key(org)
+    head = AuditChain.objects.filter(key=key).first() or AuditChain(key=key)
+    expected_seq, prev_hash = head.checkpoint_seq + 1, head.checkpoint_hash
+    checked, first_seq, last_prune_detail = 0, None, None
+
+    def result(broken: ChainBreak | None) -> VerifyResult:
+        return VerifyResult(key, checked, first_seq, expected_seq - 1 if checked else None, head.checkpoint_seq, broken)
+
+    rows = events_of(org).filter(seq__gt=head.checkpoint_seq, seq__lte=head.last_seq).order_by("seq")
+    for event in rows.iterator(chunk_size=VERIFY_CHUNK_ROWS):
+        if event.seq != expected_seq:
+            return result(
+                ChainBreak(expected_seq, "seq_gap", f"row {expected_seq} is missing (the next row is {event.seq})")
+            )
+        if event.prev_hash != prev_hash:
+            return result(
+                ChainBreak(event.seq, "prev_hash_mismatch", "prev_hash does not match the previous row's hash")
+            )
+        if compute_hash(event) != event.hash:
+            return result(ChainBreak(event.seq, "hash_mismatch", "the row's content does not match its hash"))
+        if event.event_type == events.AUDIT_PRUNED:
+            last_prune_detail = event.detail
+        first_seq = first_seq or event.seq
+        checked += 1
+        expected_seq, prev_hash = event.seq + 1, event.hash
+
+    last_seq = expected_seq - 1
+    if head.last_seq != last_seq:
+        return result(
+            ChainBreak(
+                last_seq + 1,
+                "head_mismatch",
+                f"the chain head says the last row is {head.last_seq}; the rows end at {last_seq}",
+            )
+        )
+    if head.last_hash != prev_hash:
+        return result(ChainBreak(last_seq, "head_mismatch", "the chain head's hash differs from the last row's"))
+    stray = _first_row_beyond_head(org, key)
+    if stray is not None:
+        return result(
+            ChainBreak(stray, "head_mismatch", "a row lies beyond the chain head (not written by the writer)")
+        )
+    if head.checkpoint_seq and not _checkpoint_is_recorded(head, last_prune_detail):
+        return result(
+            ChainBreak(
+                head.checkpoint_seq,
+                "checkpoint_mismatch",
+                "the prune checkpoint differs from the one the last audit.pruned row recorded",
+            )
+        )
+    return result(None)
+
+
+def _first_row_beyond_head(org: Org | None, key: str) -> int | None:
+    """A committed row past the head's last_seq was not appended by the writer (it moves both at once).
+
+    The rows are read before the head, so a writer committing in between cannot cause a false alarm.
+    """
+    top = events_of(org).aggregate(top=models.Max("seq"))["top"]
+    head_seq = AuditChain.objects.filter(key=key).values_list("last_seq", flat=True).first() or 0
+    return head_seq + 1 if top is not None and top > head_seq else None
+
+
+def _checkpoint_is_recorded(head: AuditChain, prune_detail: dict[str, Any] | None) -> bool:
+    """Each prune records the checkpoint it set in its own (hashed) row; the head must agree."""
+    return bool(prune_detail) and (
+        prune_detail.get("checkpoint_seq") == head.checkpoint_seq
+        and prune_detail.get("checkpoint_hash") == head.checkpoint_hash
+    )
+
+
+def verify_all_chains() -> list[tuple[Org | None, VerifyResult]]:
+    """Every chain that has a head or rows: the platform chain first, then orgs by id."""
+    keys = set(AuditChain.objects.values_list("key", flat=True))
+    org_ids = {int(key.split(":", 1)[1]) for key in keys if key.startswith("org:")}
+    org_ids |= set(AuditEvent.objects.filter(org__isnull=False).values_list("org_id", flat=True).distinct())
+    chains: list[Org | None] = []
+    if PLATFORM_CHAIN in keys or events_of(None).exists():
+        chains.append(None)
+    chains.extend(Org.objects.filter(pk__in=org_ids).order_by("pk"))
+    return [(org, verify_chain(org)) for org in chains]
+
+
+@dataclass(frozen=True)
+class ExportWindow:
+    """Rows `since < seq <= until` (fixed before streaming), and where the next page starts."""
+
+    rows: models.QuerySet
+    next_since: int | None
+
+
+def export_window(org: Org, since: int) -> ExportWindow:
+    """At most EXPORT_MAX_ROWS rows after `since`, in seq order; the cursor is decided up front."""
+    after = events_of(org).filter(seq__gt=since).order_by("seq")
+    cap_row = next(iter(after.values_list("seq", flat=True)[EXPORT_MAX_ROWS - 1 : EXPORT_MAX_ROWS]), None)
+    if cap_row is None:
+        until = after.aggregate(top=models.Max("seq"))["top"] or since
+        next_since = None
+    else:
+        until = cap_row
+        next_since = until if after.filter(seq__gt=until).exists() else None
+    return ExportWindow(rows=after.filter(seq__lte=until), next_since=next_since)
+
+
+def prune(
+    *, org: Org, days: int, actor: Actor | AccountLike | None = None, audit_context: AuditContext | None = None
+) -> int:
+    """Delete the org's rows older than `days`, keep a checkpoint, and audit the prune. Returns the count.
+
+    Only a prefix of the chain goes: rows before the first row that is not old, so a row newer than
+    the cutoff never goes even if clocks stepped back. The checkpoint (seq and hash of the last
+    deleted row) lets the remaining chain verify; the `audit.pruned` row records it too.
+    """
+    if not 1 <= days <= MAX_PRUNE_DAYS:
+        raise InvalidRequest(
+            "days is out of range.", fields={"days": [f"Must be a whole number from 1 to {MAX_PRUNE_DAYS}."]}
+        )
+    cutoff = timezone.now() - timedelta(days=days)
+    with transaction.atomic():
+        head = lock_chain_head(chain_key(org))
+        rows = events_of(org)
+        first_kept = rows.filter(created_at__gte=cutoff).order_by("seq").values_list("seq", flat=True).first()
+        doomed = rows.filter(seq__lt=first_kept) if first_kept is not None else rows
+        last_doomed = doomed.order_by("-seq").values_list("seq", "hash").first()
+        deleted = 0
+        if last_doomed is not None:
+            deleted, _ = doomed.delete()
+            head.checkpoint_seq, head.checkpoint_hash = last_doomed
+            head.save(update_fields=["checkpoint_seq", "checkpoint_hash"])
+        record_event(
+            org=org,
+            event_type=events.AUDIT_PRUNED,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            context=audit_context,
+            detail={
+                "days": days,
+                "deleted": deleted,
+                "checkpoint_seq": head.checkpoint_seq,
+                "checkpoint_hash": head.checkpoint_hash,
+            },
+        )
+    return deleted
+
+
+def filter_events(
+    rows: models.QuerySet,
+    *,
+    agent: str | None = None,
+    event: str | None = None,
+    outcome: str | None = None,
+    end_user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> models.QuerySet:
+    """The audit list's filters; each is exact, `since` inclusive and `until` exclusive."""
+    exact = {"agent": agent, "event_type": event, "outcome": outcome, "end_user": end_user}
+    rows = rows.filter(**{field: value for field, value in exact.items() if value is not None})
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
