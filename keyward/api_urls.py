@@ -6,9 +6,11 @@ from rest_framework.routers import SimpleRouter
 
 from keyward.accounts.api import AdminViewSet
 from keyward.audit.api import AuditViewSet
+from keyward.idp.api import IdpConnectorViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("admins", AdminViewSet, basename="admins")
+router.register("idps", IdpConnectorViewSet, basename="idps")
 router.register("audit", AuditViewSet, basename="audit")
 
 urlpatterns = [

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from keyward.accounts.models import Account, Role
 from keyward.config import dev_secret, new_secret_key
+from keyward.idp.dev import ensure_dev_idp
 from keyward.tenancy.models import Org
 
 DEMO_ORG_SLUG = "demo"
@@ -28,4 +29,5 @@ def seed_demo() -> Demo:
     owner = Account.objects.filter(email=DEMO_OWNER_EMAIL).first()
     if owner is None:
         owner = Account.objects.create_account(email=DEMO_OWNER_EMAIL, password=password, org=org, role=Role.OWNER)
+    ensure_dev_idp(org)
     return Demo(org=org, owner=owner, owner_password=password)

@@ -51,6 +51,12 @@ if not DEV_MODE and len(SECRET_KEY) < 50:
 KEYWARD_MASTER_KEY = decode_master_key(
     "KEYWARD_MASTER_KEY", _required_secret("KEYWARD_MASTER_KEY", "master_key", new_master_key)
 )
+# Retired master keys, kept only to unwrap data keys until `manage.py rotate_master_key` has re-wrapped them.
+KEYWARD_MASTER_KEY_PREVIOUS = tuple(
+    decode_master_key("KEYWARD_MASTER_KEY_PREVIOUS", item.strip())
+    for item in (env_secret("KEYWARD_MASTER_KEY_PREVIOUS") or "").split(",")
+    if item.strip()
+)
 
 _issuer_host = KEYWARD_ISSUER.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
 ALLOWED_HOSTS = env_list(
@@ -70,7 +76,10 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "keyward.tenancy",
+    "keyward.crypto",
+    "keyward.audit",
     "keyward.accounts",
+    "keyward.idp",
     "keyward.core",
     "broker",
     "console",
@@ -141,6 +150,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 KEYWARD_SESSION_TTL = timedelta(hours=12)
+# The ceiling on the lifetime of any token keyward signs; retiring signing keys stay published this long.
+KEYWARD_MAX_CREDENTIAL_TTL = env_int("KEYWARD_MAX_CREDENTIAL_TTL", 86400, minimum=60)
 KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)
@@ -157,7 +168,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "keyward.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_RATES": {"signup": env_str("KEYWARD_SIGNUP_RATE", "10/hour")},
+    "DEFAULT_THROTTLE_RATES": {
+        "signup": env_str("KEYWARD_SIGNUP_RATE", "10/hour"),
+        "tenant": env_str("KEYWARD_TENANT_LOOKUP_RATE", "60/minute"),
+    },
     "NUM_PROXIES": KEYWARD_TRUSTED_PROXY_HOPS,
 }
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("auth/", include("keyward.accounts.urls")),
+    path("auth/", include("keyward.idp.urls")),
     path("v1/", include("broker.urls")),
     path("v1/", include("keyward.api_urls")),
     path("scim/v2/", include("scim.urls")),

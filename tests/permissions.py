@@ -44,11 +44,13 @@ def assert_permission_matrix(callers: Callers, method: str, path: str, expected:
     """Call `path` as each caller and assert the status each gets; returns the responses by caller.
 
     `expected` must name all five callers, so no endpoint is checked for only the happy path.
+    `data` may be a function of the caller's name, for creates that must not collide with each other.
     """
     assert set(expected) == set(CALLER_ORDER), f"expected must cover {CALLER_ORDER}"
     responses, wrong = {}, []
     for who in CALLER_ORDER:
-        response = getattr(callers.client(who), method.lower())(path, data=data, format="json")
+        body = data(who) if callable(data) else data
+        response = getattr(callers.client(who), method.lower())(path, data=body, format="json")
         responses[who] = response
         if response.status_code != expected[who]:
             wrong.append(f"{who}: expected {expected[who]}, got {response.status_code} {response.content[:200]!r}")

@@ -11,3 +11,7 @@ ACCOUNT_DEACTIVATED = "account.deactivated"
 ACCOUNT_SUPERADMIN_CREATED = "account.superadmin_created"
 
 AUDIT_PRUNED = "audit.pruned"
+
+IDP_CREATED = "idp.created"
+IDP_UPDATED = "idp.updated"
+IDP_DELETED = "idp.deleted"

@@ -48,15 +48,23 @@ def sign_token(claims: dict, token_type: TokenType) -> str:
     token_type = TokenType(token_type)
     _check_lifetime(claims)
     kid, private = _active_signer()
+    return sign_compact(claims, key=private, kid=kid, typ=f"application/{token_type.value}")
+
+
+def sign_compact(claims: dict, *, key: josepy.JWKEC, kid: str, typ: str) -> str:
+    """ES256 compact JWS with a protected `{alg, kid, typ}` header (keyward's tokens and the dev IdP's).
+
+    `typ` is a media type; josepy writes it without its `application/` prefix (RFC 7515 §4.1.9).
+    """
     payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
     jws = josepy.JWS.sign(
         payload,
-        key=private,
+        key=key,
         alg=josepy.ES256,
         include_jwk=False,
         protect=frozenset({"alg", "kid", "typ"}),
         kid=kid,
-        typ=f"application/{token_type.value}",
+        typ=typ,
     )
     return jws.to_compact().decode()
 
@@ -180,8 +188,8 @@ def _active_signer() -> tuple[str, josepy.JWKEC]:
 
 
 def _unsealed_private_key(key: SigningKey) -> josepy.JWKEC:
-    private = josepy.JWKEC(key=serialization.load_der_private_key(key.unseal_secret(), password=None))
-    if _thumbprint(private) != key.kid:
+    private = load_es256_key(key.unseal_secret())
+    if thumbprint(private) != key.kid:
         raise ValueError(f"signing key {key.kid}: the sealed private key does not match its kid")
     with _private_keys_lock:
         _private_keys.clear()  # only the active key signs; older entries are dead weight
@@ -189,23 +197,42 @@ def _unsealed_private_key(key: SigningKey) -> josepy.JWKEC:
     return private
 
 
-def _thumbprint(jwk: josepy.JWK) -> str:
+def thumbprint(jwk: josepy.JWK) -> str:
     """RFC 7638 thumbprint of the public key: the kid, so anyone can recompute it from the JWKS."""
     return josepy.b64.b64encode(jwk.public_key().thumbprint()).decode()
 
 
-def _create_key() -> SigningKey:
+@dataclass(frozen=True)
+class Es256KeyMaterial:
+    """A fresh ES256 key: what to publish (kid, public JWK) and what to seal (PKCS#8 DER)."""
+
+    private: josepy.JWKEC
+    kid: str
+    public_jwk: dict
+    private_der: bytes
+
+
+def new_es256_key() -> Es256KeyMaterial:
     private = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
     public = private.public_key().to_json()
-    key = SigningKey(
-        kid=_thumbprint(private),
+    der = private.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return Es256KeyMaterial(
+        private=private,
+        kid=thumbprint(private),
         public_jwk={member: public[member] for member in PUBLIC_JWK_MEMBERS},
-        state=SigningKeyState.ACTIVE,
+        private_der=der,
     )
-    key.seal_secret(
-        private.key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+
+
+def load_es256_key(private_der: bytes) -> josepy.JWKEC:
+    return josepy.JWKEC(key=serialization.load_der_private_key(private_der, password=None))
+
+
+def _create_key() -> SigningKey:
+    material = new_es256_key()
+    key = SigningKey(kid=material.kid, public_jwk=material.public_jwk, state=SigningKeyState.ACTIVE)
+    key.seal_secret(material.private_der)
     key.save()
     return key

@@ -54,3 +54,10 @@ def test_createsuperadmin_refuses_weak_password_and_duplicates(monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\n"))
     with pytest.raises(CommandError, match="already exists"):
         call_command("createsuperadmin", "--email", "OPS@example.com", "--password-stdin")
+
+
+def test_seed_demo_gives_the_demo_org_a_dev_idp():
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    demo = Org.objects.get(slug="demo")
+    assert demo.idp_connectors.filter(kind="dev").count() == 1

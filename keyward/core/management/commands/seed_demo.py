@@ -34,6 +34,9 @@ class Command(BaseCommand):
                     f"          -d {shlex.quote(login_body)} | {pick_field})",
                     f'  curl -s {base_url}/auth/me -H "Authorization: Bearer $TOKEN"',
                     "",
+                    "An end-user identity token from the demo org's built-in dev IdP:",
+                    f"  python manage.py issue_user_token --org {demo.org.slug} --sub alice@example.com --ttl 1h",
+                    "",
                 ]
             )
         )

@@ -1,0 +1,67 @@
+"""Verifying an end-user identity token: its `iss` + `aud` select the org's IdP connector."""
+
+from dataclasses import dataclass
+
+import josepy
+from django.conf import settings
+
+from keyward.idp.models import IdpConnector, IdpKind
+from keyward.jose.errors import TokenFailure, TokenInvalid
+from keyward.jose.jwks import jwks_key_source
+from keyward.jose.keys import KeySource, StaticKeySource
+from keyward.jose.verify import peek_claims, verify_jwt
+from keyward.tenancy.models import Org
+
+MAX_AUDIENCES = 10
+
+
+@dataclass(frozen=True)
+class VerifiedUser:
+    org: Org
+    connector: IdpConnector
+    subject: str
+    claims: dict
+
+
+def key_source_for(connector: IdpConnector) -> KeySource:
+    if connector.kind == IdpKind.DEV:
+        key = connector.dev_key
+        return StaticKeySource({key.kid: josepy.JWK.from_json(key.public_jwk)})
+    return jwks_key_source(connector.jwks_uri)
+
+
+def _candidate_connector(claims: dict) -> IdpConnector:
+    """The one connector the unverified `iss`/`aud` point at. Verification with its keys follows."""
+    issuer, audience = claims.get("iss"), claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(issuer, str) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
+        raise TokenInvalid(TokenFailure.MALFORMED)
+    connectors = IdpConnector.objects.select_related("org", "dev_key").filter(
+        issuer=issuer, audience__in=[item for item in audiences if isinstance(item, str)]
+    )
+    if not settings.DEV_MODE:
+        connectors = connectors.exclude(kind=IdpKind.DEV)
+    found = list(connectors[:2])
+    if not found:
+        raise TokenInvalid(TokenFailure.WRONG_ISSUER)
+    if len(found) > 1:
+        # A token whose audiences name two orgs' connectors cannot choose an org; refuse it.
+        raise TokenInvalid(TokenFailure.WRONG_AUDIENCE)
+    return found[0]
+
+
+def verify_user_token(token: str) -> VerifiedUser:
+    """Verify an end-user token against the connector its issuer and audience select; else TokenInvalid."""
+    connector = _candidate_connector(peek_claims(token))
+    claims = verify_jwt(
+        token,
+        keys=key_source_for(connector),
+        algorithms=connector.allowed_algorithms,
+        issuer=connector.issuer,
+        audience=connector.audience,
+        required_claims=("sub",),
+    )
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject or len(subject) > 255:
+        raise TokenInvalid(TokenFailure.MALFORMED)
+    return VerifiedUser(org=connector.org, connector=connector, subject=subject, claims=claims)
