@@ -15,3 +15,23 @@ AUDIT_PRUNED = "audit.pruned"
 IDP_CREATED = "idp.created"
 IDP_UPDATED = "idp.updated"
 IDP_DELETED = "idp.deleted"
+
+AGENT_REGISTERED = "agent.registered"
+AGENT_UPDATED = "agent.updated"
+AGENT_REVOKED = "agent.revoked"
+AGENT_RESTORED = "agent.restored"
+
+PROVIDER_CREATED = "provider.created"
+PROVIDER_UPDATED = "provider.updated"
+PROVIDER_SECRET_ROTATED = "provider.secret_rotated"
+
+POLICY_CREATED = "policy.created"
+POLICY_DELETED = "policy.deleted"
+
+CREDENTIAL_ISSUED = "credential.issued"
+CREDENTIAL_DENIED = "credential.denied"
+CREDENTIAL_PENDING = "credential.pending_approval"
+CREDENTIAL_REVOKED = "credential.revoked"
+
+INTROSPECTION_KEY_CREATED = "introspection_key.created"
+INTROSPECTION_KEY_REVOKED = "introspection_key.revoked"

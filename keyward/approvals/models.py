@@ -1,0 +1,45 @@
+from django.db import models
+
+from keyward.agents.models import Agent
+from keyward.tenancy.models import Org
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    EXPIRED = "expired", "Expired"
+    CONSUMED = "consumed", "Consumed"
+
+
+class Approval(models.Model):
+    """A credential request parked for a human. `request_key` identifies "the identical request":
+    same org, agent, end user, provider, scope, environment and delegation parent."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="approvals")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="approvals")
+    end_user = models.CharField(max_length=255)
+    provider = models.CharField(max_length=100)
+    scope = models.CharField(max_length=1000)
+    environment = models.CharField(max_length=64)
+    ttl_seconds = models.PositiveIntegerField()
+    delegation_chain = models.JSONField(default=list, blank=True)
+    parent_jti = models.CharField(max_length=64, blank=True)
+    request_key = models.CharField(max_length=64, db_index=True)
+    policy_id = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
+    reason = models.CharField(max_length=500, blank=True)
+    decided_by = models.CharField(max_length=254, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    credential_jti = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["org", "status", "created_at"], name="approval_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
