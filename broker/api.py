@@ -1,12 +1,31 @@
-"""Agent-facing HTTP endpoints. Thin: call one service, render."""
+"""Broker HTTP endpoints: the agent-facing credential API, JWKS, introspection, and the issued registry.
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.permissions import AllowAny
+Thin: parse, call one service, render. Business rules live in broker/pipeline.py and broker/registry.py.
+"""
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker import pipeline, registry
+from broker.models import IntrospectionKey, IssuedCredential
+from broker.serializers import (
+    CredentialRequestSerializer,
+    IntrospectionKeySerializer,
+    IntrospectRequestSerializer,
+    IssuedCredentialSerializer,
+    RevokeSerializer,
+)
+from keyward.accounts.models import Role
+from keyward.audit.writer import AuditContext
 from keyward.crypto import signing
+from keyward.tenancy.scoping import OrgScopedViewSet
 
 JWKS_CACHE_CONTROL = "public, max-age=300"
 
@@ -33,4 +52,163 @@ class JwksView(APIView):
         response = Response(signing.jwks())
         # Short: retiring keys stay published long after their last use, and verifiers refetch on an unknown kid.
         response["Cache-Control"] = JWKS_CACHE_CONTROL
+        return response
+
+
+class CredentialsView(APIView):
+    """POST /v1/credentials: an agent, acting for a human, asks for a short-lived credential."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    parser_classes: list = []  # the pipeline reads and validates the raw body itself
+
+    @extend_schema(
+        auth=[],
+        request=CredentialRequestSerializer,
+        parameters=[
+            OpenApiParameter("X-Keyward-Agent", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("X-Keyward-Environment", str, OpenApiParameter.HEADER),
+            OpenApiParameter("X-Keyward-Agent-Assertion", str, OpenApiParameter.HEADER),
+            OpenApiParameter("X-Keyward-Delegation", str, OpenApiParameter.HEADER),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
+        responses={
+            200: OpenApiResponse(
+                description="{credential, token_type, provider, scope, expires_at, delegation, credential_id}"
+            ),
+            202: OpenApiResponse(description='{"status": "pending_approval", "approval_id"}'),
+        },
+    )
+    def post(self, request):
+        answer = pipeline.handle(request._request)
+        response = Response(answer.body, status=answer.status)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class IssuedCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    """The org's issued-credential records (never the credentials); revoke cascades down the chain."""
+
+    queryset = IssuedCredential.objects.select_related("agent", "provider", "parent")
+    serializer_class = IssuedCredentialSerializer
+    required_role = Role.ADMIN
+    lookup_field = "jti"
+    lookup_value_regex = "[0-9a-f]{1,64}"
+    filter_params = {"agent": "agent__name", "provider": "provider__name", "end_user": "end_user"}
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        for param, field in self.filter_params.items():
+            if value := self.request.query_params.get(param):
+                queryset = queryset.filter(**{field: value})
+        state = self.request.query_params.get("status")
+        now = timezone.now()
+        if state == "active":
+            queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
+        elif state == "revoked":
+            queryset = queryset.filter(revoked_at__isnull=False)
+        elif state == "expired":
+            queryset = queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        elif state:
+            raise serializers.ValidationError({"status": ["Use active, revoked or expired."]})
+        return queryset
+
+    @extend_schema(
+        request=RevokeSerializer,
+        responses={
+            200: inline_serializer("Revoked", fields={"revoked": serializers.ListField(child=serializers.CharField())})
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, jti=None):
+        reason = RevokeSerializer(data=request.data)
+        reason.is_valid(raise_exception=True)
+        revoked = registry.revoke(
+            self.get_object(),
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+            reason=reason.validated_data["reason"],
+        )
+        return Response({"revoked": revoked})
+
+
+class IntrospectionKeyViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet
+):
+    """Keys resource servers use for POST /v1/introspect. The key is shown once, at creation."""
+
+    queryset = IntrospectionKey.objects.all()
+    serializer_class = IntrospectionKeySerializer
+    required_role = Role.ADMIN
+
+    @extend_schema(
+        responses={
+            201: inline_serializer(
+                "NewIntrospectionKey",
+                fields={"key": serializers.CharField(), "introspection_key": IntrospectionKeySerializer()},
+            )
+        }
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = registry.create_introspection_key(
+            self.org,
+            name=serializer.validated_data["name"],
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+        )
+        return Response(
+            {"key": created.key, "introspection_key": IntrospectionKeySerializer(created.record).data},
+            status=status.HTTP_201_CREATED,
+        )
+
+    def destroy(self, request, *args, **kwargs):
+        registry.revoke_introspection_key(
+            self.get_object(), actor=request.user, audit_context=AuditContext.from_request(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IntrospectionKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer kw_intro_…`: a resource server, acting for one org."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"bearer":
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <introspection key>'.")
+        record = registry.resolve_introspection_key(parts[1].decode("ascii", errors="replace"))
+        if record is None:
+            raise AuthenticationFailed("The introspection key is invalid or revoked.")
+        return None, record
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="keyward-introspection"'
+
+
+class HasIntrospectionKey(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, IntrospectionKey)
+
+
+class IntrospectView(APIView):
+    """RFC 7662-shaped introspection of keyward-signed credentials, for resource servers."""
+
+    authentication_classes = [IntrospectionKeyAuthentication]
+    permission_classes = [HasIntrospectionKey]
+
+    @extend_schema(
+        request=IntrospectRequestSerializer,
+        responses={200: inline_serializer("Introspection", fields={"active": serializers.BooleanField()})},
+    )
+    def post(self, request):
+        body = IntrospectRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        response = Response(registry.introspect(request.auth.org, body.validated_data["token"]))
+        response["Cache-Control"] = "no-store"
         return response

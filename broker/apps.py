@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class BrokerConfig(AppConfig):
     name = "broker"
     verbose_name = "Broker (agent-facing credential API)"
+
+    def ready(self) -> None:
+        from broker import schema  # noqa: F401 - registers the OpenAPI auth extension

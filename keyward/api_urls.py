@@ -5,13 +5,19 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from keyward.accounts.api import AdminViewSet
+from keyward.agents.api import AgentViewSet
 from keyward.audit.api import AuditViewSet
 from keyward.idp.api import IdpConnectorViewSet
+from keyward.policies.api import PolicyViewSet
+from keyward.providers.api import ProviderViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("admins", AdminViewSet, basename="admins")
 router.register("idps", IdpConnectorViewSet, basename="idps")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("agents", AgentViewSet, basename="agents")
+router.register("secrets", ProviderViewSet, basename="secrets")
+router.register("policies", PolicyViewSet, basename="policies")
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(permission_classes=[]), name="openapi-schema"),

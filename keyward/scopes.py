@@ -23,7 +23,7 @@ def parse_scopes(text: str) -> list[str]:
     if len(scopes) > MAX_SCOPES_PER_REQUEST:
         raise ValueError(f"at most {MAX_SCOPES_PER_REQUEST} scopes per request")
     for scope in scopes:
-        if len(scope) > MAX_SCOPE_LENGTH or not SCOPE.match(scope):
+        if len(scope) > MAX_SCOPE_LENGTH or not SCOPE.fullmatch(scope):
             raise ValueError(f"{scope[:50]!r} is not a valid scope")
     return scopes
 
@@ -34,8 +34,8 @@ def is_valid_pattern(pattern: str) -> bool:
     if len(pattern) > MAX_SCOPE_LENGTH:
         return False
     if pattern.endswith(":*"):
-        return bool(SCOPE.match(pattern[:-2]))
-    return bool(SCOPE.match(pattern))
+        return bool(SCOPE.fullmatch(pattern[:-2]))
+    return bool(SCOPE.fullmatch(pattern))
 
 
 def matches(pattern: str, scope: str) -> bool:

@@ -184,6 +184,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credential broker for AI agents: the agent-facing broker and the admin control plane.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderKindEnum": "keyward.providers.models.ProviderKind",
+        "IdpKindEnum": "keyward.idp.models.IdpKind",
+        "EffectEnum": "keyward.policies.models.Effect",
+        "SignatureAlgorithmEnum": "keyward.idp.models.SUPPORTED_ALGORITHMS",
+    },
 }
 
 CELERY_BROKER_URL = REDIS_URL

@@ -6,6 +6,7 @@ from keyward.accounts import services
 from keyward.accounts.models import Account, Role
 from keyward.audit.models import AuditEvent
 from keyward.audit.writer import record_event
+from keyward.policies.models import Policy
 from keyward.tenancy.models import Org
 
 _counter = itertools.count(1)
@@ -38,3 +39,8 @@ def make_audit_events(org: Org | None, count: int = 1, **facts) -> list[AuditEve
     """Append `count` events to an org's audit chain (the platform chain when org is None)."""
     fields = {"event_type": "test.event", "outcome": "success", **facts}
     return [record_event(org=org, **fields) for _ in range(count)]
+
+
+def make_policy(org: Org, effect: str = "allow", **fields) -> Policy:
+    """A policy row as stored (no service validation), e.g. make_policy(org, "deny", provider="stripe")."""
+    return Policy.objects.create(org=org, effect=effect, **fields)

@@ -40,6 +40,14 @@ class Approval(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["org", "status", "created_at"], name="approval_queue")]
+        constraints = [
+            # At most one open approval per identical request: concurrent retries share it.
+            models.UniqueConstraint(
+                fields=["org", "request_key"],
+                condition=models.Q(status__in=["pending", "approved"]),
+                name="approval_one_open_per_request",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"

@@ -23,7 +23,7 @@ AGENT_RESTORED = "agent.restored"
 
 PROVIDER_CREATED = "provider.created"
 PROVIDER_UPDATED = "provider.updated"
-PROVIDER_SECRET_ROTATED = "provider.secret_rotated"
+PROVIDER_SECRET_ROTATED = "provider.secret_rotated"  # noqa: S105 - an event name
 
 POLICY_CREATED = "policy.created"
 POLICY_DELETED = "policy.deleted"

@@ -1,9 +1,10 @@
 from django.db import models
 
 from keyward.crypto.envelope import SealContext, SealedSecretFields
+from keyward.jose.keys import SUPPORTED_ALGORITHMS as _VERIFIABLE
 from keyward.tenancy.models import Org
 
-SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+SUPPORTED_ALGORITHMS = tuple(sorted(_VERIFIABLE))
 
 
 class IdpKind(models.TextChoices):

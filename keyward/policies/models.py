@@ -43,12 +43,17 @@ class Policy(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agent or '*'}/{self.provider or '*'}/{self.scope or '*'}/{self.environment or '*'} -> {self.effect}"
+        fields = "/".join(value or "*" for value in (self.agent, self.provider, self.scope, self.environment))
+        return f"{fields} -> {self.effect}"
 
     def save(self, *args, **kwargs):
+        self.set_precedence()
+        super().save(*args, **kwargs)
+
+    def set_precedence(self) -> None:
+        """Normalise `*` to "any" and derive the precedence columns (call it before `bulk_create`)."""
         if self.scope == "*":
             self.scope = ANY
         self.field_count = sum(1 for value in (self.agent, self.provider, self.scope, self.environment) if value)
         self.scope_precision = scopes.precision(self.scope)
         self.effect_rank = EFFECT_RANK[self.effect]
-        super().save(*args, **kwargs)

@@ -1,4 +1,5 @@
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,6 +11,11 @@ from keyward.tenancy.models import Org
 pytestmark = pytest.mark.django_db
 
 
+def without_user_token(text: str) -> str:
+    """Each run prints a freshly signed user token; everything else must be the same."""
+    return re.sub(r"Bearer [A-Za-z0-9_.-]+", "Bearer <token>", text)
+
+
 def test_seed_demo_is_idempotent_and_prints_a_working_login(api):
     first, second = io.StringIO(), io.StringIO()
     call_command("seed_demo", stdout=first)
@@ -19,7 +25,7 @@ def test_seed_demo_is_idempotent_and_prints_a_working_login(api):
     assert Account.objects.filter(email=DEMO_OWNER_EMAIL, role=Role.OWNER).count() == 1
     out = first.getvalue()
     assert "http://localhost:8000/v1/schema" in out
-    assert out == second.getvalue()
+    assert without_user_token(out) == without_user_token(second.getvalue())
     password = out.split("password: ")[1].split()[0]
     response = api.post("/auth/login", {"email": DEMO_OWNER_EMAIL, "password": password}, format="json")
     assert response.status_code == 200
@@ -61,3 +67,27 @@ def test_seed_demo_gives_the_demo_org_a_dev_idp():
     call_command("seed_demo", stdout=io.StringIO())
     demo = Org.objects.get(slug="demo")
     assert demo.idp_connectors.filter(kind="dev").count() == 1
+
+
+def test_seed_demo_prints_a_curl_that_gets_a_credential(api):
+    import json
+    import shlex
+
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    curl = out.getvalue().split("curl -s -X POST http://localhost:8000/v1/credentials")[1].split("\n\n")[0]
+    words = shlex.split(curl.replace("\\\n", " "))
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    body = words[words.index("-d") + 1]
+
+    response = api.post(
+        "/v1/credentials",
+        json.loads(body),
+        format="json",
+        HTTP_AUTHORIZATION=headers["Authorization"],
+        HTTP_X_KEYWARD_AGENT=headers["X-Keyward-Agent"],
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["provider"] == "stripe"
+    assert response.json()["scope"] == "charges:read"

@@ -1,0 +1,115 @@
+"""Steps 2-4: who is asking. The human (end-user token) or the delegation, the agent, its attestation."""
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from broker.models import IssuedCredential
+from broker.refusals import AgentRevoked, AttestationRequired, InvalidDelegation, InvalidUserToken, UnknownAgent
+from keyward.agents.models import Agent
+from keyward.crypto.signing import SigningKeySource
+from keyward.idp.verification import verify_user_token
+from keyward.jose.errors import TokenInvalid
+from keyward.jose.jwks import jwks_key_source
+from keyward.jose.types import TokenType
+from keyward.jose.verify import verify_jwt
+from keyward.tenancy.models import Org
+
+DELEGATION_REQUIRED_CLAIMS = ("sub", "jti", "cred", "org", "chain", "depth")
+
+
+def delegation_audience() -> str:
+    """Delegation tokens are for keyward's broker only; no resource server accepts them."""
+    return f"{settings.KEYWARD_ISSUER}/v1/credentials"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The human a request acts for, in which org, and the delegation it extends (if any)."""
+
+    org: Org
+    end_user: str
+    parent: IssuedCredential | None = None
+    chain: list[str] = field(default_factory=list)
+
+
+def authenticate_user(token: str) -> Caller:
+    try:
+        user = verify_user_token(token)
+    except TokenInvalid as exc:
+        raise InvalidUserToken(
+            f"The end-user token was refused: {exc}", detail={"verification": str(exc.reason)}
+        ) from None
+    return Caller(org=user.org, end_user=user.subject)
+
+
+def authenticate_delegation(token: str) -> Caller:
+    """A keyward delegation token whose credential record exists, is live and not revoked."""
+    try:
+        claims = verify_jwt(
+            token,
+            keys=SigningKeySource(),
+            algorithms=["ES256"],
+            issuer=settings.KEYWARD_ISSUER,
+            audience=delegation_audience(),
+            token_type=TokenType.DELEGATION,
+            required_claims=DELEGATION_REQUIRED_CLAIMS,
+        )
+    except TokenInvalid as exc:
+        raise InvalidDelegation(
+            f"The delegation token was refused: {exc}", detail={"verification": str(exc.reason)}
+        ) from None
+    parent = (
+        IssuedCredential.objects.select_related("org", "provider", "agent")
+        .filter(jti=claims["cred"], delegation_jti=claims["jti"])
+        .first()
+    )
+    if parent is None or parent.org_id != claims["org"]:
+        raise InvalidDelegation("The delegation token names no credential keyward issued.")
+    if parent.revoked_at is not None:
+        raise InvalidDelegation("The parent credential was revoked.", detail={"parent_jti": parent.jti})
+    if parent.expires_at <= timezone.now():
+        raise InvalidDelegation("The parent credential has expired.", detail={"parent_jti": parent.jti})
+    return Caller(org=parent.org, end_user=parent.end_user, parent=parent, chain=list(parent.chain))
+
+
+def resolve_agent(org: Org, name: str) -> Agent:
+    """The org's agent by name. Another org's agent of the same name does not exist here."""
+    agent = Agent.objects.filter(org=org, name=name).first()
+    if agent is None:
+        raise UnknownAgent(f"No agent named {name!r} is registered in this org.")
+    if not agent.is_active:
+        raise AgentRevoked(f"The agent {name!r} is revoked.")
+    return agent
+
+
+def attest(agent: Agent, assertion: str | None) -> None:
+    """An agent that requires attestation proves it with an OIDC JWT from its configured issuer."""
+    if not agent.attestation_required:
+        return
+    if not assertion:
+        raise AttestationRequired("This agent must send X-Keyward-Agent-Assertion.", detail={"attestation": "missing"})
+    try:
+        claims = verify_jwt(
+            assertion,
+            keys=jwks_key_source(agent.attestation_jwks_uri),
+            algorithms=agent.attestation_algorithms,
+            issuer=agent.attestation_issuer,
+            audience=agent.attestation_audience,
+            required_claims=("sub",),
+        )
+    except TokenInvalid as exc:
+        raise AttestationRequired(
+            f"The agent assertion was refused: {exc}", detail={"attestation": str(exc.reason)}
+        ) from None
+    subject = claims["sub"]
+    pattern = agent.attestation_subject_pattern
+    if pattern and not (isinstance(subject, str) and fnmatch.fnmatchcase(subject, pattern)):
+        raise AttestationRequired("The agent assertion's subject is not allowed.", detail={"attestation": "subject"})
+    for name, expected in agent.attestation_required_claims.items():
+        if claims.get(name) != expected:
+            raise AttestationRequired(
+                f"The agent assertion lacks the required claim {name!r}.", detail={"attestation": f"claim:{name}"}
+            )

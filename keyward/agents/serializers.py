@@ -1,0 +1,172 @@
+"""Request validation and response shapes for agents. Field shapes here; cross-field rules in services.py."""
+
+import re
+
+from django.conf import settings
+from rest_framework import serializers
+
+from keyward.agents.models import AGENT_NAME_PATTERN, Agent, AgentStatus
+from keyward.jose.keys import SUPPORTED_ALGORITHMS
+from keyward.providers.models import PROVIDER_NAME_PATTERN
+from keyward.providers.serializers import ScopePatternField, StrictFieldsMixin
+from keyward.scopes import MAX_SCOPE_LENGTH
+
+MAX_GRANTS = 100
+MAX_SCOPES_PER_GRANT = 50
+MAX_ENVIRONMENTS_PER_GRANT = 20
+MAX_REQUIRED_CLAIMS = 20
+MAX_CLAIM_NAME_LENGTH = 100
+MAX_CLAIM_VALUE_LENGTH = 500
+ANY_ENVIRONMENT = "*"
+ENVIRONMENT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Claims that attestation checks through their own fields (iss, aud, sub) or that change on every token.
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
+
+_AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
+_PROVIDER_NAME = re.compile(PROVIDER_NAME_PATTERN)
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+class EnvironmentField(serializers.CharField):
+    def to_internal_value(self, data) -> str:
+        environment = super().to_internal_value(data)
+        if environment != ANY_ENVIRONMENT and not ENVIRONMENT_PATTERN.match(environment):
+            raise serializers.ValidationError(
+                f"{environment[:50]!r} is not an environment name (lowercase letters, digits, _ and -, "
+                "at most 64 characters), or * for any."
+            )
+        return environment
+
+
+class GrantSerializer(StrictFieldsMixin, serializers.Serializer):
+    provider = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=ScopePatternField(max_length=MAX_SCOPE_LENGTH), min_length=1, max_length=MAX_SCOPES_PER_GRANT
+    )
+    environments = serializers.ListField(
+        child=EnvironmentField(max_length=64), min_length=1, max_length=MAX_ENVIRONMENTS_PER_GRANT
+    )
+
+    def validate_provider(self, value: str) -> str:
+        if not _PROVIDER_NAME.match(value):
+            raise serializers.ValidationError("Not a provider name (lowercase letters, digits, '.', '_' and '-').")
+        return value
+
+    def to_internal_value(self, data) -> dict:
+        grant = super().to_internal_value(data)
+        # A fixed key order, so the stored JSON (and "changed" detection) does not depend on the client.
+        return {
+            "provider": grant["provider"],
+            "scopes": _unique(grant["scopes"]),
+            "environments": _unique(grant["environments"]),
+        }
+
+
+class RequiredClaimsField(serializers.DictField):
+    """A flat object of claim name -> string, number or boolean that the attestation token must carry."""
+
+    def to_internal_value(self, data) -> dict:
+        claims = super().to_internal_value(data)
+        if len(claims) > MAX_REQUIRED_CLAIMS:
+            raise serializers.ValidationError(f"At most {MAX_REQUIRED_CLAIMS} required claims.")
+        for name, value in claims.items():
+            if not name or len(name) > MAX_CLAIM_NAME_LENGTH or not name.isprintable():
+                raise serializers.ValidationError(f"Claim names are 1 to {MAX_CLAIM_NAME_LENGTH} printable characters.")
+            if name in RESERVED_CLAIMS:
+                raise serializers.ValidationError(
+                    f"{name!r} cannot be a required claim: use the attestation issuer, audience and subject "
+                    "pattern fields, and leave time claims to token verification."
+                )
+            if isinstance(value, bool | int | float):
+                continue
+            if not isinstance(value, str):
+                raise serializers.ValidationError(f"The value of {name!r} must be a string, a number or a boolean.")
+            if len(value) > MAX_CLAIM_VALUE_LENGTH or not value.isprintable():
+                raise serializers.ValidationError(
+                    f"The value of {name!r} must be at most {MAX_CLAIM_VALUE_LENGTH} printable characters."
+                )
+        return claims
+
+
+class SubjectPatternField(serializers.CharField):
+    """An fnmatch-style glob for the attestation token's `sub` (see `services.subject_matches`)."""
+
+    def to_internal_value(self, data) -> str:
+        pattern = super().to_internal_value(data)
+        if not pattern.isprintable():
+            raise serializers.ValidationError("The subject pattern must be printable characters only.")
+        return pattern
+
+
+class AgentRegistrationSerializer(StrictFieldsMixin, serializers.Serializer):
+    """The body of POST /v1/agents. Every field but `name` is optional; what is sent is what changes."""
+
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    max_ttl_seconds = serializers.IntegerField(required=False, min_value=60)
+    grants = serializers.ListField(child=GrantSerializer(), required=False, max_length=MAX_GRANTS)
+    attestation_required = serializers.BooleanField(required=False)
+    attestation_issuer = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    attestation_jwks_uri = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    attestation_audience = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    attestation_algorithms = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(SUPPORTED_ALGORITHMS)),
+        required=False,
+        min_length=1,
+        max_length=len(SUPPORTED_ALGORITHMS),
+    )
+    attestation_subject_pattern = SubjectPatternField(max_length=500, required=False, allow_blank=True)
+    attestation_required_claims = RequiredClaimsField(required=False)
+
+    refused_fields = {"status": "Use POST /v1/agents/<agent>/revoke or /restore to change the status."}
+
+    def validate_name(self, value: str) -> str:
+        if not _AGENT_NAME.match(value):
+            raise serializers.ValidationError(
+                "Agent names are 1 to 100 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit."
+            )
+        if value.isdigit():
+            raise serializers.ValidationError("An agent name cannot be all digits: it would read as an id in URLs.")
+        return value
+
+    def validate_max_ttl_seconds(self, value: int) -> int:
+        if value > settings.KEYWARD_MAX_CREDENTIAL_TTL:
+            raise serializers.ValidationError(
+                f"Ensure this value is less than or equal to {settings.KEYWARD_MAX_CREDENTIAL_TTL} "
+                "(KEYWARD_MAX_CREDENTIAL_TTL)."
+            )
+        return value
+
+    def validate_attestation_algorithms(self, value: list[str]) -> list[str]:
+        return _unique(value)
+
+
+class AgentListParamsSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=AgentStatus.choices, required=False)
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "max_ttl_seconds",
+            "grants",
+            "attestation_required",
+            "attestation_issuer",
+            "attestation_jwks_uri",
+            "attestation_audience",
+            "attestation_algorithms",
+            "attestation_subject_pattern",
+            "attestation_required_claims",
+            "created_at",
+            "updated_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields

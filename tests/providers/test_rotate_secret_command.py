@@ -1,0 +1,101 @@
+import io
+import json
+import logging
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from keyward.audit.models import AuditEvent
+from keyward.providers import services
+from keyward.providers.models import Provider, ProviderSecret
+from tests.factories import make_org
+
+pytestmark = pytest.mark.django_db
+
+NEW_SECRET = "ghs_new_" + "f3" * 20
+
+
+@pytest.fixture
+def provider():
+    org = make_org()
+    return services.create_provider(org=org, name="gh", kind="github_app", secret="ghs_old_" + "a1" * 20)
+
+
+def rotate(monkeypatch, org: str, name: str, stdin: str) -> str:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    out = io.StringIO()
+    call_command("rotate_secret", "--org", org, "--provider", name, stdout=out)
+    return out.getvalue()
+
+
+def test_rotates_from_stdin_prints_version_and_fingerprint_and_audits(monkeypatch, provider, caplog):
+    caplog.set_level(logging.DEBUG)
+    out = rotate(monkeypatch, provider.org.slug, "gh", NEW_SECRET + "\n")
+
+    provider.refresh_from_db()
+    row = ProviderSecret.objects.get(provider=provider, version=2)
+    assert provider.secret_version == 2
+    assert row.unseal_secret() == NEW_SECRET.encode()
+    assert "version 2" in out
+    assert f"fingerprint {row.fingerprint}" in out
+    assert NEW_SECRET not in out
+    assert NEW_SECRET not in caplog.text
+    event = AuditEvent.objects.get(event_type="provider.secret_rotated")
+    assert event.actor_type == "system"
+    assert event.actor_name == "manage.py rotate_secret"
+    assert event.provider == "gh"
+    assert event.org == provider.org
+    assert NEW_SECRET not in json.dumps(list(AuditEvent.objects.values()), default=str)
+
+
+def test_only_one_trailing_newline_is_stripped(monkeypatch, provider):
+    rotate(monkeypatch, provider.org.slug, "gh", "line one\nline two\n\n")
+    assert services.current_secret(Provider.objects.get(pk=provider.pk)) == b"line one\nline two\n"
+
+
+def test_a_static_provider_reads_a_json_object(monkeypatch):
+    org = make_org()
+    services.create_provider(org=org, name="stripe", kind="static", secret={"charges:read": "rk_old"})
+    rotate(monkeypatch, org.slug, "stripe", '{"charges:read": "rk_new", "refunds:write": "rk_w"}\n')
+    provider = Provider.objects.get(name="stripe")
+    assert provider.scopes == ["charges:read", "refunds:write"]
+    assert services.static_secret_for_scope(provider, "refunds:write") == "rk_w"
+
+
+@pytest.mark.parametrize(
+    ("org", "name", "stdin", "message"),
+    [
+        ("no-such-org", "gh", NEW_SECRET, "No provider"),
+        (None, "no-such-provider", NEW_SECRET, "No provider"),
+        (None, "gh", "", "empty"),
+        (None, "gh", "\n", "empty"),
+    ],
+)
+def test_errors_exit_non_zero_with_a_clear_message(monkeypatch, provider, org, name, stdin, message):
+    with pytest.raises(CommandError, match=message):
+        rotate(monkeypatch, org or provider.org.slug, name, stdin)
+    assert Provider.objects.get(pk=provider.pk).secret_version == 1
+    assert not AuditEvent.objects.filter(event_type="provider.secret_rotated").exists()
+
+
+def test_another_orgs_provider_is_not_found_by_its_name(monkeypatch, provider):
+    other = make_org()
+    with pytest.raises(CommandError, match="No provider"):
+        rotate(monkeypatch, other.slug, "gh", NEW_SECRET)
+
+
+@pytest.mark.parametrize("stdin", ["not json", '["charges:read"]', '{"charges:*": "rk_live_secretvalue"}', "{}"])
+def test_invalid_static_json_is_refused_without_echoing_it(monkeypatch, stdin):
+    org = make_org()
+    services.create_provider(org=org, name="stripe", kind="static", secret={"charges:read": "rk_old"})
+    with pytest.raises(CommandError, match=r"static secret|not a scope") as refused:
+        rotate(monkeypatch, org.slug, "stripe", stdin)
+    assert "rk_live_secretvalue" not in str(refused.value)
+    assert Provider.objects.get(name="stripe").secret_version == 1
+
+
+def test_a_keyward_jwt_provider_is_refused(monkeypatch):
+    org = make_org()
+    services.create_provider(org=org, name="internal", kind="keyward_jwt")
+    with pytest.raises(CommandError, match="take no secret"):
+        rotate(monkeypatch, org.slug, "internal", NEW_SECRET)
