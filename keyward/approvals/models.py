@@ -1,6 +1,9 @@
+import uuid
+
 from django.db import models
 
 from keyward.agents.models import Agent
+from keyward.crypto.envelope import SealContext, SealedSecretFields
 from keyward.tenancy.models import Org
 
 
@@ -51,3 +54,23 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+
+class ApprovalWebhook(SealedSecretFields):
+    """An org's optional approval-notification webhook; its HMAC signing secret is sealed."""
+
+    SEAL_PURPOSE = "approval_webhook_secret"
+
+    org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="approval_webhook")
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    url = models.CharField(max_length=2000)
+    secret_fingerprint = models.CharField(max_length=32)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    seal_select_related = ("org",)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def seal_context(self) -> SealContext:
+        return SealContext(org=self.org, purpose=self.SEAL_PURPOSE, object_id=self.uid, version=1)

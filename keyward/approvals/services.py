@@ -15,11 +15,8 @@ from django.utils import timezone
 
 from keyward.agents.models import Agent
 from keyward.approvals.models import Approval, ApprovalStatus
+from keyward.approvals.notifications import notify_new_approval
 from keyward.tenancy.models import Org
-
-PENDING_LIFETIME = timedelta(hours=1)
-APPROVED_LIFETIME = timedelta(minutes=15)
-DENIAL_STANDS_FOR = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def gate(request: ApprovalRequest) -> Gate:
             org=request.org,
             request_key=request.key,
             status=ApprovalStatus.DENIED,
-            decided_at__gt=now - DENIAL_STANDS_FOR,
+            decided_at__gt=now - timedelta(seconds=request.org.approval_denial_seconds),
         )
         .order_by("-decided_at")
         .first()
@@ -108,7 +105,7 @@ def _open_pending(request: ApprovalRequest, now) -> Approval:
         return existing
     try:
         with transaction.atomic():
-            return Approval.objects.create(
+            approval = Approval.objects.create(
                 id=f"apr_{secrets.token_hex(12)}",
                 org=request.org,
                 agent=request.agent,
@@ -121,8 +118,10 @@ def _open_pending(request: ApprovalRequest, now) -> Approval:
                 parent_jti=request.parent_jti,
                 request_key=request.key,
                 policy_id=request.policy_id,
-                expires_at=now + PENDING_LIFETIME,
+                expires_at=now + timedelta(seconds=request.org.approval_pending_seconds),
             )
+            notify_new_approval(approval)
+            return approval
     except IntegrityError:
         # A concurrent identical request opened it first (one open approval per request key).
         return Approval.objects.get(

@@ -16,6 +16,13 @@ class Org(models.Model):
     plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
     max_delegation_depth = models.PositiveSmallIntegerField(default=3)
     max_ttl_seconds = models.PositiveIntegerField(default=3600)
+    # Approvals: how long a request waits for a human, how long an approval stays usable, and
+    # how long a denial keeps refusing the identical request.
+    approval_pending_seconds = models.PositiveIntegerField(default=3600)
+    approval_grant_seconds = models.PositiveIntegerField(default=900)
+    approval_denial_seconds = models.PositiveIntegerField(default=900)
+    # Audit rows older than this are pruned by the retention task; None keeps them forever.
+    audit_retention_days = models.PositiveIntegerField(null=True, blank=True, default=365)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

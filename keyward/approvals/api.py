@@ -1,0 +1,85 @@
+"""/v1/approvals: the human-in-the-loop queue (admin), and the org's approval webhook."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from keyward.accounts.models import Role
+from keyward.approvals import decisions
+from keyward.approvals.models import Approval, ApprovalWebhook
+from keyward.approvals.serializers import (
+    ApprovalFilterSerializer,
+    ApprovalSerializer,
+    DecisionSerializer,
+    WebhookSerializer,
+    WebhookStateSerializer,
+)
+from keyward.audit.writer import AuditContext
+from keyward.core.exceptions import NotFound
+from keyward.tenancy.scoping import OrgScopedViewSet
+
+
+def validated(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    queryset = Approval.objects.select_related("agent")
+    serializer_class = ApprovalSerializer
+    required_role = Role.ADMIN
+    lookup_value_regex = "apr_[0-9a-f]{1,64}"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            filters = ApprovalFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            if state := filters.validated_data.get("status"):
+                queryset = queryset.filter(status=state)
+        return queryset
+
+    @extend_schema(parameters=[OpenApiParameter("status", str)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def _decide(self, request, *, approve: bool) -> Response:
+        reason = validated(DecisionSerializer, request)["reason"]
+        approval = decisions.decide(
+            self.get_object(),
+            approve=approve,
+            actor=request.user,
+            reason=reason,
+            audit_context=AuditContext.from_request(request),
+        )
+        return Response(ApprovalSerializer(approval).data)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, approve=True)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def deny(self, request, pk=None):
+        return self._decide(request, approve=False)
+
+    @extend_schema(methods=["GET"], responses={200: WebhookStateSerializer})
+    @extend_schema(methods=["PUT"], request=WebhookSerializer, responses={200: WebhookStateSerializer})
+    @extend_schema(methods=["DELETE"], responses={204: None})
+    @action(detail=False, methods=["get", "put", "delete"])
+    def webhook(self, request):
+        context = AuditContext.from_request(request)
+        if request.method == "PUT":
+            data = validated(WebhookSerializer, request)
+            webhook = decisions.set_webhook(self.org, actor=request.user, audit_context=context, **data)
+            return Response(WebhookStateSerializer(webhook).data)
+        if request.method == "DELETE":
+            decisions.remove_webhook(self.org, actor=request.user, audit_context=context)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        webhook = ApprovalWebhook.objects.filter(org=self.org).first()
+        if webhook is None:
+            raise NotFound("No approval webhook is configured.", code="no_webhook")
+        return Response(WebhookStateSerializer(webhook).data)

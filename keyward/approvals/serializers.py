@@ -1,0 +1,55 @@
+from rest_framework import serializers
+
+from keyward.approvals.decisions import webhook_host
+from keyward.approvals.models import Approval, ApprovalStatus, ApprovalWebhook
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    agent = serializers.CharField(source="agent.name")
+
+    class Meta:
+        model = Approval
+        fields = [
+            "id",
+            "status",
+            "agent",
+            "end_user",
+            "provider",
+            "scope",
+            "environment",
+            "ttl_seconds",
+            "delegation_chain",
+            "policy_id",
+            "reason",
+            "decided_by",
+            "decided_at",
+            "expires_at",
+            "created_at",
+            "consumed_at",
+            "credential_jti",
+        ]
+        read_only_fields = fields
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ApprovalFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
+
+
+class WebhookSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=2000)
+    secret = serializers.CharField(min_length=16, max_length=500, write_only=True, trim_whitespace=False)
+
+
+class WebhookStateSerializer(serializers.Serializer):
+    """What an admin may see of the webhook: the host and a fingerprint of the secret."""
+
+    host = serializers.SerializerMethodField()
+    secret_fingerprint = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+    def get_host(self, webhook: ApprovalWebhook) -> str:
+        return webhook_host(webhook.url)

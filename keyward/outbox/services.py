@@ -1,0 +1,116 @@
+"""Enqueue and deliver outbox messages. Delivery is idempotent: a delivered message is never re-sent
+by keyward (receivers may still see a retry of an attempt whose answer was lost, so payloads carry
+a stable id to de-duplicate on)."""
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from keyward.outbox.models import MessageStatus, OutboxMessage
+from keyward.tenancy.models import Org
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+BASE_BACKOFF_SECONDS = 10
+MAX_BACKOFF_SECONDS = 3600
+SWEEP_BATCH = 200
+
+
+class DeliveryError(Exception):
+    """A delivery failed. `retryable` False parks the message (e.g. a 4xx from the receiver)."""
+
+    def __init__(self, code: str, *, retryable: bool = True):
+        super().__init__(code)
+        self.code = code
+        self.retryable = retryable
+
+
+Handler = Callable[[OutboxMessage], None]
+_handlers: dict[str, Handler] = {}
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that delivers messages of `kind` (features do this at import)."""
+
+    def register(function: Handler) -> Handler:
+        _handlers[kind] = function
+        return function
+
+    return register
+
+
+def enqueue(org: Org, kind: str, payload: dict) -> OutboxMessage:
+    """Record a message in the caller's transaction; it is handed to a worker once that commits."""
+    if kind not in _handlers:
+        raise ValueError(f"no outbox handler for {kind!r}")
+    message = OutboxMessage.objects.create(org=org, kind=kind, payload=payload)
+    transaction.on_commit(lambda: dispatch(message.pk))
+    return message
+
+
+def dispatch(message_id: int) -> None:
+    """Hand a message to Celery. If the broker is unreachable, the periodic sweep delivers it later."""
+    from keyward.outbox.tasks import deliver_outbox_message
+
+    try:
+        deliver_outbox_message.delay(message_id)
+    except Exception:
+        logger.warning("outbox: could not queue message %s now; the sweep will deliver it", message_id, exc_info=True)
+
+
+def backoff(attempts: int) -> timedelta:
+    seconds = min(BASE_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    return timedelta(seconds=seconds * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+
+
+def deliver(message_id: int) -> str:
+    """Try one message once: delivered, retry later, or parked. Safe to call any number of times."""
+    with transaction.atomic():
+        message = OutboxMessage.objects.select_for_update(skip_locked=True).filter(pk=message_id).first()
+        if message is None:
+            return "busy-or-missing"
+        if message.status != MessageStatus.PENDING:
+            return message.status
+        try:
+            _handlers[message.kind](message)
+        except DeliveryError as exc:
+            return _failed(message, exc)
+        message.status, message.delivered_at, message.last_error = MessageStatus.DELIVERED, timezone.now(), ""
+        message.attempts += 1
+        message.save(update_fields=["status", "delivered_at", "last_error", "attempts"])
+        return message.status
+
+
+def _failed(message: OutboxMessage, error: DeliveryError) -> str:
+    message.attempts += 1
+    message.last_error = error.code[:200]
+    if not error.retryable or message.attempts >= MAX_ATTEMPTS:
+        message.status = MessageStatus.PARKED
+        logger.warning("outbox: parked %s after %s attempts (%s)", message, message.attempts, error.code)
+    else:
+        message.next_attempt_at = timezone.now() + backoff(message.attempts)
+    message.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+    return message.status
+
+
+def due_messages(now: datetime | None = None) -> list[int]:
+    """Pending messages whose next attempt is due: what a dead worker or a lost task left behind."""
+    now = now or timezone.now()
+    return list(
+        OutboxMessage.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+
+
+def retry_parked(message: OutboxMessage) -> None:
+    """An operator's "try again": back to pending, delivered on the next sweep (or now)."""
+    OutboxMessage.objects.filter(pk=message.pk, status=MessageStatus.PARKED).update(
+        status=MessageStatus.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
+    )
+    transaction.on_commit(lambda: dispatch(message.pk))
