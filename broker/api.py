@@ -74,7 +74,8 @@ class CredentialsView(APIView):
         ],
         responses={
             200: OpenApiResponse(
-                description="{credential, token_type, provider, scope, expires_at, delegation, credential_id}"
+                description="{credential, token_type, provider, scope, expires_at, delegation, credential_id}, "
+                "plus ttl_clamped_up_to when the provider's minimum lifetime beat the TTL (aws_sts)"
             ),
             202: OpenApiResponse(description='{"status": "pending_approval", "approval_id"}'),
         },

@@ -86,3 +86,30 @@ class IntrospectionKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class RevocationHandle(SealedSecretFields):
+    """What a minter needs to revoke one credential upstream (GitHub: the token itself), sealed to org + jti.
+
+    Only for kinds that can revoke upstream. Deleted once the upstream revocation is done (or
+    refused for good) and, for every org, pruned once expired when a new handle is stored.
+    """
+
+    SEAL_PURPOSE = "revocation_handle"
+
+    credential = models.OneToOneField(
+        IssuedCredential, to_field="jti", on_delete=models.CASCADE, related_name="revocation_handle"
+    )
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+
+    seal_select_related = ("org",)
+
+    class Meta:
+        indexes = [models.Index(fields=["org", "expires_at"], name="revocation_handle_expiry")]
+
+    def __str__(self) -> str:
+        return self.credential_id
+
+    def seal_context(self) -> SealContext:
+        return SealContext(org=self.org, purpose=self.SEAL_PURPOSE, object_id=self.credential_id, version=1)

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from broker import idempotency
+from broker import idempotency, registry
 from broker.callers import (
     Caller,
     attest,
@@ -297,6 +297,7 @@ def _mint(issuance: Issuance) -> tuple[MintRequest, Minted]:
         expires_at=issued_at + timedelta(seconds=issuance.ttl_seconds),
         chain=issuance.facts.chain,
         user_token=request.user_token,
+        not_after=caller.parent.expires_at if caller.parent else None,
     )
     try:
         minted = minter_for(provider).mint(mint_request)
@@ -333,7 +334,8 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
     request, caller, facts, approval = issuance.request, issuance.caller, issuance.facts, issuance.approval
     mint_request, minted = _mint(issuance)
     delegation_jti = secrets.token_hex(16)
-    expires_at = min(minted.expires_at, mint_request.expires_at)
+    # Capped at the TTL, unless the provider could not go that short (AWS STS): then its real expiry, said aloud.
+    expires_at = minted.expires_at if minted.ttl_clamped_up_to else min(minted.expires_at, mint_request.expires_at)
     body = {
         "credential": minted.credential,
         "token_type": minted.token_type,
@@ -347,6 +349,9 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
         },
         "credential_id": mint_request.jti,
     }
+    if minted.ttl_clamped_up_to:
+        body["ttl_clamped_up_to"] = minted.ttl_clamped_up_to
+        facts.detail["ttl_clamped_up_to"] = minted.ttl_clamped_up_to
     facts.detail["credential_type"] = minted.token_type
     with transaction.atomic():
         IssuedCredential.objects.create(
@@ -369,6 +374,10 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
             native=minted.native,
             revocable_upstream=minted.revocable_upstream,
         )
+        if minted.revocation_handle is not None:
+            registry.keep_revocation_handle(
+                org=caller.org, jti=mint_request.jti, handle=minted.revocation_handle, expires_at=expires_at
+            )
         if approval is not None:
             Approval.objects.filter(pk=approval.pk).update(credential_jti=mint_request.jti)
         facts.record(event_type=events.CREDENTIAL_ISSUED, outcome=Outcome.SUCCESS, credential_jti=mint_request.jti)

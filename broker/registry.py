@@ -1,4 +1,4 @@
-"""The issued-credential registry: revoke with cascade, introspect, and introspection keys."""
+"""The issued-credential registry: revoke with cascade (and upstream), introspect, and introspection keys."""
 
 import hashlib
 import hmac
@@ -9,11 +9,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from broker.minters import MintError, minter_for
 from broker.minters.keyward_jwt import CREDENTIAL_TYPE as KEYWARD_JWT_TYPE
-from broker.models import IntrospectionKey, IssuedCredential
+from broker.models import IntrospectionKey, IssuedCredential, RevocationHandle
 from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import AuditContext, record_event
+from keyward.crypto.errors import DecryptionError
 from keyward.crypto.signing import SigningKeySource
 from keyward.jose.errors import TokenInvalid
 from keyward.jose.types import TokenType
@@ -31,6 +33,8 @@ def revoke(
     """Revoke a credential and every credential delegated from it, in one audited transaction.
 
     Returns the jtis newly revoked. Revoking twice is harmless (nothing new, still audited).
+    Once the transaction commits, credentials of the family that still hold a revocation handle are
+    revoked upstream too (`revoke_upstream`); keyward's revocation stands whatever the provider says.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -56,7 +60,75 @@ def revoke(
             credential_jti=credential.jti,
             detail={"revoked": len(newly), "cascade": newly[:AUDITED_JTIS], "reason": reason[:200]},
         )
+        # After commit, outside any transaction; `robust`: a bug upstream cannot undo or hide the revocation.
+        transaction.on_commit(lambda: revoke_upstream(family, actor=actor, audit_context=audit_context), robust=True)
     return newly
+
+
+def keep_revocation_handle(*, org: Org, jti: str, handle: bytes, expires_at) -> None:
+    """Seal what revoking credential `jti` upstream will need. Runs in the issuance transaction.
+
+    Handles of the org that have expired (their credentials are dead upstream too) go at the same
+    time, so the table only ever holds handles of live credentials, with no scheduler involved.
+    """
+    RevocationHandle.objects.filter(org=org, expires_at__lte=timezone.now()).delete()
+    row = RevocationHandle(credential_id=jti, org=org, expires_at=expires_at)
+    row.seal_secret(handle)
+    row.save(force_insert=True)
+
+
+def revoke_upstream(credential_ids: list[int], *, actor=None, audit_context: AuditContext | None = None) -> None:
+    """Ask each provider to revoke those of these credentials that hold a revocation handle; audit each answer.
+
+    A handle is deleted once the provider revoked the credential or refused for good (4xx other
+    than 429: the token is already dead or can never be revoked). After a timeout, 5xx, 429 or an
+    open circuit it stays, so revoking the credential again retries upstream.
+    """
+    handles = RevocationHandle.objects.select_related("org", "credential__provider", "credential__agent").filter(
+        credential__pk__in=credential_ids, credential__revocable_upstream=True
+    )
+    now = timezone.now()
+    for handle in handles:
+        if handle.expires_at <= now:
+            handle.delete()
+            continue
+        _revoke_one_upstream(handle, actor=actor, audit_context=audit_context)
+
+
+def _revoke_one_upstream(handle: RevocationHandle, *, actor, audit_context: AuditContext | None) -> None:
+    credential = handle.credential
+    status, error = None, ""
+    try:
+        revoke_with = getattr(minter_for(credential.provider), "revoke", None)
+        if revoke_with is None:
+            raise MintError("This provider kind cannot revoke upstream.", upstream_error="revoke_not_supported")
+        revoke_with(credential, handle.unseal_secret())
+    except MintError as exc:
+        status, error = exc.upstream_status, exc.upstream_error or "upstream_failed"
+    except DecryptionError:
+        error = "handle_unreadable"
+    final = error in ("", "revoke_not_supported", "handle_unreadable") or (
+        status is not None and 400 <= status < 500 and status != 429
+    )
+    with transaction.atomic():
+        if final:
+            RevocationHandle.objects.filter(pk=handle.pk).delete()
+        record_event(
+            org=handle.org,
+            event_type=events.CREDENTIAL_UPSTREAM_REVOKED,
+            outcome=Outcome.FAILURE if error else Outcome.SUCCESS,
+            reason_code=error,
+            actor=actor,
+            context=audit_context,
+            end_user=credential.end_user,
+            agent=credential.agent.name,
+            delegation_chain=credential.chain,
+            provider=credential.provider.name,
+            scope=credential.scope,
+            environment=credential.environment,
+            credential_jti=credential.jti,
+            detail={"upstream_status": status, "upstream_error": error},
+        )
 
 
 def _with_descendants(root: IssuedCredential) -> list[int]:

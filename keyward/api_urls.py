@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from keyward.accounts.api import AdminViewSet
 from keyward.agents.api import AgentViewSet
+from keyward.approvals.api import ApprovalViewSet
 from keyward.audit.api import AuditViewSet
 from keyward.idp.api import IdpConnectorViewSet
 from keyward.policies.api import PolicyViewSet
@@ -18,6 +19,7 @@ router.register("audit", AuditViewSet, basename="audit")
 router.register("agents", AgentViewSet, basename="agents")
 router.register("secrets", ProviderViewSet, basename="secrets")
 router.register("policies", PolicyViewSet, basename="policies")
+router.register("approvals", ApprovalViewSet, basename="approvals")
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(permission_classes=[]), name="openapi-schema"),

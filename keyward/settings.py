@@ -64,6 +64,9 @@ ALLOWED_HOSTS = env_list(
     ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEV_MODE else [_issuer_host],
 )
 KEYWARD_ALLOW_PRIVATE_URLS = env_bool("KEYWARD_ALLOW_PRIVATE_URLS", DEV_MODE)
+# Multi-tenant identity providers, where each org has its own audience (client id) under one issuer
+# (e.g. https://accounts.google.com). Every other issuer belongs to the one org that configured it.
+KEYWARD_SHARED_ISSUERS = tuple(env_list("KEYWARD_SHARED_ISSUERS", []))
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -84,6 +87,7 @@ INSTALLED_APPS = [
     "keyward.providers",
     "keyward.policies",
     "keyward.approvals",
+    "keyward.outbox",
     "keyward.core",
     "broker",
     "console",
@@ -159,7 +163,11 @@ KEYWARD_MAX_CREDENTIAL_TTL = env_int("KEYWARD_MAX_CREDENTIAL_TTL", 86400, minimu
 KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)
-KEYWARD_TRUSTED_PROXY_HOPS = env_int("KEYWARD_TRUSTED_PROXY_HOPS", 0, minimum=0)
+# Outside dev mode keyward expects a TLS-terminating reverse proxy in front of it by default. The
+# proxy's own address is every request's REMOTE_ADDR, so the client is then one X-Forwarded-For hop
+# away; trusting 0 hops would make all clients one address (one sign-in throttle for everyone).
+KEYWARD_BEHIND_TLS_PROXY = not DEV_MODE and env_bool("KEYWARD_BEHIND_TLS_PROXY", True)
+KEYWARD_TRUSTED_PROXY_HOPS = env_int("KEYWARD_TRUSTED_PROXY_HOPS", 1 if KEYWARD_BEHIND_TLS_PROXY else 0, minimum=0)
 
 OTP_TOTP_ISSUER = "keyward"
 OTP_TOTP_THROTTLE_FACTOR = 1
@@ -168,13 +176,14 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["keyward.accounts.authentication.SessionTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["keyward.accounts.permissions.HasRequiredRole"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["keyward.core.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "keyward.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {
         "signup": env_str("KEYWARD_SIGNUP_RATE", "10/hour"),
         "tenant": env_str("KEYWARD_TENANT_LOOKUP_RATE", "60/minute"),
+        "idp_write": env_str("KEYWARD_IDP_WRITE_RATE", "30/hour"),
     },
     "NUM_PROXIES": KEYWARD_TRUSTED_PROXY_HOPS,
 }
@@ -192,6 +201,19 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+SMTP_HOST = env_str("KEYWARD_SMTP_HOST")
+if SMTP_HOST is None:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = SMTP_HOST
+    EMAIL_PORT = env_int("KEYWARD_SMTP_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("KEYWARD_SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = env_secret("KEYWARD_SMTP_PASSWORD") or ""
+    EMAIL_USE_TLS = env_bool("KEYWARD_SMTP_STARTTLS", True)
+    EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("KEYWARD_EMAIL_FROM", "keyward <keyward@localhost>")
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -200,6 +222,23 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a task whose worker died (acks_late) after this long; the outbox sweep is faster.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "keyward.outbox.tasks.deliver_outbox_message": {"queue": "notifications"},
+    "keyward.siem.tasks.*": {"queue": "siem"},
+    "keyward.*.tasks.sweep_*": {"queue": "maintenance"},
+    "keyward.*.tasks.expire_*": {"queue": "maintenance"},
+    "keyward.*.tasks.prune_*": {"queue": "maintenance"},
+    "keyward.*.tasks.retire_*": {"queue": "maintenance"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {"task": "keyward.outbox.tasks.sweep_outbox", "schedule": 30.0},
+    "expire-approvals": {"task": "keyward.approvals.tasks.expire_approvals", "schedule": 60.0},
+    "retire-signing-keys": {"task": "keyward.crypto.tasks.retire_signing_keys", "schedule": 3600.0},
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -226,7 +265,7 @@ if not DEV_MODE:
     SECURE_HSTS_SECONDS = env_int("KEYWARD_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = False
-    if env_bool("KEYWARD_BEHIND_TLS_PROXY", True):
+    if KEYWARD_BEHIND_TLS_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is the operator's decision, not ours.

@@ -2,6 +2,9 @@
 
 import itertools
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from keyward.accounts import services
 from keyward.accounts.models import Account, Role
 from keyward.audit.models import AuditEvent
@@ -44,3 +47,11 @@ def make_audit_events(org: Org | None, count: int = 1, **facts) -> list[AuditEve
 def make_policy(org: Org, effect: str = "allow", **fields) -> Policy:
     """A policy row as stored (no service validation), e.g. make_policy(org, "deny", provider="stripe")."""
     return Policy.objects.create(org=org, effect=effect, **fields)
+
+
+def make_rsa_private_key_pem(bits: int = 2048) -> str:
+    """A fresh, unencrypted RSA private key in PEM, as GitHub hands out for an app."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()

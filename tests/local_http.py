@@ -31,6 +31,7 @@ class Route:
 class LocalServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []  # request bodies, in the order of `requests`
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -83,8 +84,10 @@ class LocalServer:
 
             def _answer(self) -> None:
                 path = self.path.split("?", 1)[0]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with server._lock:
                     server.requests.append((self.command, path, dict(self.headers)))
+                    server.bodies.append(body)
                     route = server._routes.get(path, Route(status=404, body=b"not found"))
                 if route.hold is not None:
                     route.hold.wait(HOLD_LIMIT_SECONDS)

@@ -1,8 +1,9 @@
 """Minters: one module per provider kind, behind one small interface.
 
-`mint(request) -> Minted` makes the credential; `revoke(issued)` (optional) revokes it upstream.
-A minter raises `MintError` for any provider failure; the pipeline turns that into 502
-`native_mint_failed` and records nothing but the audit row.
+`mint(request) -> Minted` makes the credential; `revoke(issued, handle)` (optional) revokes it
+upstream, given the sealed handle the minter returned as `Minted.revocation_handle`. A minter raises
+`MintError` for any provider failure; the pipeline turns that into 502 `native_mint_failed` and
+records nothing but the audit row.
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ class MintRequest:
     expires_at: datetime
     chain: list[str]
     user_token: str | None = None
+    # A delegated request's parent expiry: a minter that cannot honour `expires_at` must not outlive it.
+    not_after: datetime | None = None
 
     @property
     def scope(self) -> str:
@@ -42,6 +45,11 @@ class Minted:
     expires_at: datetime
     native: dict = field(default_factory=dict)
     revocable_upstream: bool = False
+    # What `revoke` will need (GitHub: the token itself). Secret: kept sealed, bound to org + jti.
+    revocation_handle: bytes | None = field(default=None, repr=False)
+    # Set when the provider's minimum lifetime (AWS STS: 900 s) beat the TTL asked for: the answer says so,
+    # and `expires_at` (the provider's real expiry) is recorded as it is instead of being capped at the TTL.
+    ttl_clamped_up_to: int | None = None
 
 
 class MintError(Exception):
@@ -58,9 +66,23 @@ class Minter(Protocol):
 
 
 def minter_for(provider: Provider) -> Minter:
-    from broker.minters import keyward_jwt, static
+    from broker.minters import (
+        aws_sts,
+        github_app,
+        keyward_jwt,
+        oauth2_client_credentials,
+        oauth2_token_exchange,
+        static,
+    )
 
-    minters: dict[str, Minter] = {ProviderKind.KEYWARD_JWT: keyward_jwt, ProviderKind.STATIC: static}
+    minters: dict[str, Minter] = {
+        ProviderKind.KEYWARD_JWT: keyward_jwt,
+        ProviderKind.STATIC: static,
+        ProviderKind.GITHUB_APP: github_app,
+        ProviderKind.AWS_STS: aws_sts,
+        ProviderKind.OAUTH2_CLIENT_CREDENTIALS: oauth2_client_credentials,
+        ProviderKind.OAUTH2_TOKEN_EXCHANGE: oauth2_token_exchange,
+    }
     minter = minters.get(provider.kind)
     if minter is None:
         raise MintError(f"Providers of kind {provider.kind!r} cannot mint yet.", upstream_error="kind_not_supported")

@@ -24,13 +24,8 @@ from keyward.accounts.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.net import client_ip
+from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
-
-
-def _validated(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class SignupView(APIView):
@@ -41,7 +36,7 @@ class SignupView(APIView):
 
     @extend_schema(request=SignupSerializer, responses={201: SignupResponseSerializer})
     def post(self, request):
-        data = _validated(SignupSerializer, request)
+        data = validated(SignupSerializer, request.data)
         issued = services.signup(ip=client_ip(request), audit_context=AuditContext.from_request(request), **data)
         account = issued.session.account
         body = {"token": issued.token, "expires_at": issued.expires_at, "account": account, "org": account.org}
@@ -54,7 +49,7 @@ class LoginView(APIView):
 
     @extend_schema(request=LoginSerializer, responses={200: SessionResponseSerializer})
     def post(self, request):
-        data = _validated(LoginSerializer, request)
+        data = validated(LoginSerializer, request.data)
         issued = services.login(
             email=data["email"],
             password=data["password"],
@@ -106,7 +101,7 @@ class TotpEnableView(APIView):
 
     @extend_schema(request=TotpCodeSerializer, responses={204: None})
     def post(self, request):
-        code = _validated(TotpCodeSerializer, request)["code"]
+        code = validated(TotpCodeSerializer, request.data)["code"]
         services.enable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -116,7 +111,7 @@ class TotpDisableView(APIView):
 
     @extend_schema(request=TotpCodeSerializer, responses={204: None})
     def post(self, request):
-        code = _validated(TotpCodeSerializer, request)["code"]
+        code = validated(TotpCodeSerializer, request.data)["code"]
         services.disable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -129,12 +124,14 @@ class AdminViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     required_role = Role.OWNER
     lookup_field = "email__iexact"
     lookup_url_kwarg = "email"
-    lookup_value_regex = "[^/]+"
+    # Characters an email address can hold: no slash, space or control character (a NUL would reach
+    # PostgreSQL and fail the query), at most 254 of them. Anything else is a 404.
+    lookup_value_regex = r"[^/\x00-\x20\x7f-\x9f]{1,254}"
 
     @extend_schema(request=RoleChangeSerializer, responses={200: AccountSerializer})
     @action(detail=True, methods=["post"])
     def role(self, request, email=None):
-        role = _validated(RoleChangeSerializer, request)["role"]
+        role = validated(RoleChangeSerializer, request.data)["role"]
         account = services.change_role(
             org=self.org,
             target=self.get_object(),

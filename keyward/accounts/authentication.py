@@ -3,11 +3,13 @@
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
-from keyward.accounts.services import resolve_session
-
 
 class SessionTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
+        # DRF imports this class while `rest_framework.views` itself is being imported, so importing
+        # the account services here (they use the tenancy scoping hook, a DRF view base) would be circular.
+        from keyward.accounts.services import resolve_session
+
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != b"bearer":
             return None

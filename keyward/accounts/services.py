@@ -2,6 +2,7 @@
 
 import base64
 import io
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,8 +13,10 @@ import qrcode.image.svg
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from keyward.accounts import throttle
@@ -29,10 +32,15 @@ from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import Actor, AuditContext, record_committed_event, record_event
 from keyward.core.exceptions import Conflict, InvalidRequest, RateLimited, ServiceError, Unauthorized
+from keyward.core.net import address_bucket
 from keyward.tenancy.models import Org, unique_org_slug
+from keyward.tenancy.scoping import scope_to_org
+
+logger = logging.getLogger(__name__)
 
 GRANTABLE_ROLES = (Role.VIEWER, Role.ADMIN, Role.OWNER)
 _TOTP_CODE = re.compile(r"^\d{6,8}$")
+_IDENTIFIER_MARKER_SALT = "keyward.accounts.unknown-identifier"
 
 
 @dataclass(frozen=True)
@@ -155,32 +163,27 @@ def verify_totp(device: TOTPDevice, code: str | None) -> bool:
 def login(
     *, email: str, password: str, totp: str | None, ip: str | None, audit_context: AuditContext | None = None
 ) -> IssuedSession:
-    """Password sign-in with optional TOTP; throttled per account and per source IP.
+    """Password sign-in with optional TOTP; throttled per account (known or not) and per source address.
 
-    Every attempt is audited. A refusal's row commits on its own before the error is raised (so the
-    refusal cannot roll it back); call this outside any transaction.
+    The attempt is counted before the password is checked (see `throttle`), so parallel guesses
+    cannot exceed the limit. Every checked attempt is audited; while a key is throttled only its
+    first refusal in the window is (the rest are logged). A refusal's row commits on its own before
+    the error is raised (so the refusal cannot roll it back); call this outside any transaction.
     """
     email = normalize_email(email)
     context = audit_context or AuditContext.current(ip)
-    keys = {"account": email, "ip": ip or "unknown"}
-    account = Account.objects.select_related("org").filter(email=email).first()
-    wait = throttle.retry_after(keys)
-    if wait is not None:
-        _refuse_login(
-            email,
-            account,
-            context,
-            RateLimited("Too many failed sign-in attempts; try again later.", retry_after=wait),
-            cause="too_many_failures",
-        )
+    attempt = throttle.reserve({"account": email, "ip": address_bucket(ip) if ip else "unknown"})
+    if attempt.over:
+        attempt.release()
+        _refuse_throttled(email, attempt, context)
 
+    account = Account.objects.select_related("org").filter(email=email).first()
     if account is None:
         _dummy_password_check(password)
         password_ok = False
     else:
         password_ok = account.check_password(password)
     if not password_ok or not account.is_active:
-        throttle.record_failure(keys)
         cause = "unknown_email" if account is None else "wrong_password" if not password_ok else "account_inactive"
         _refuse_login(
             email,
@@ -193,6 +196,8 @@ def login(
     device = _confirmed_device(account)
     if device is not None:
         if not totp:
+            # The right password without the code is the first step of a 2FA sign-in, not a failure.
+            attempt.release()
             _refuse_login(
                 email,
                 account,
@@ -203,7 +208,6 @@ def login(
                 cause="second_factor_missing",
             )
         if not verify_totp(device, totp):
-            throttle.record_failure(keys)
             _refuse_login(
                 email,
                 account,
@@ -212,7 +216,8 @@ def login(
                 cause="second_factor_wrong",
             )
 
-    throttle.reset("account", email)
+    attempt.reset("account")
+    attempt.release("ip")
     with transaction.atomic():
         account.last_login = timezone.now()
         account.save(update_fields=["last_login"])
@@ -228,16 +233,61 @@ def login(
     return issued
 
 
+def _refuse_throttled(email: str, attempt: throttle.Reservation, context: AuditContext) -> NoReturn:
+    """Refuse an over-limit attempt (429). Only the first refusal per key and window is audited.
+
+    Refusals cost the caller nothing, so auditing each would let anyone flood an org's chain (and
+    its lock); the rest are logged with a running count instead.
+    """
+    error = RateLimited("Too many failed sign-in attempts; try again later.", retry_after=attempt.remaining)
+    refusals = attempt.count_refusal()
+    if refusals > 1:
+        logger.info(
+            "sign-in refused, %s limit reached: refusal %d this window for identifier %s (only the first is audited)",
+            "+".join(attempt.over),
+            refusals,
+            identifier_fingerprint(email),
+        )
+        raise error
+    account = Account.objects.select_related("org").filter(email=email).first()
+    _refuse_login(email, account, context, error, cause="too_many_failures")
+
+
+def identifier_fingerprint(identifier: str) -> str:
+    """A non-reversible stand-in for what was typed as an email: `<keyed hash>[@domain]`.
+
+    It may be a password pasted into the wrong field, so it is never stored or logged as typed.
+    The HMAC (keyed by SECRET_KEY, so a short password cannot be guessed back from it) still lets
+    repeated attempts on one identifier be correlated; a valid email keeps its domain.
+    """
+    digest = salted_hmac(_IDENTIFIER_MARKER_SALT, identifier, algorithm="sha256").hexdigest()[:16]
+    try:
+        validate_email(identifier)
+    except ValidationError:
+        return digest
+    return f"{digest}@{identifier.rsplit('@', 1)[1]}"
+
+
+def unknown_identifier_marker(identifier: str) -> str:
+    """How an audit row names a sign-in identifier that is no account: `unknown:<fingerprint>`."""
+    return f"unknown:{identifier_fingerprint(identifier)}"
+
+
 def _refuse_login(
     email: str, account: Account | None, context: AuditContext, error: ServiceError, *, cause: str
 ) -> NoReturn:
-    """Audit a refused sign-in in the account's org chain (platform chain if unknown), then raise."""
+    """Audit a refused sign-in in the account's org chain (platform chain if unknown), then raise.
+
+    A known account is named by its email; anything else only by `unknown_identifier_marker`.
+    """
     record_committed_event(
         org=account.org if account is not None else None,
         event_type=events.ACCOUNT_LOGIN_FAILED,
         outcome=Outcome.DENIED if isinstance(error, RateLimited) else Outcome.FAILURE,
         reason_code=error.code,
-        actor=Actor.anonymous(email, account.pk if account is not None else None),
+        actor=Actor.anonymous(account.email, account.pk)
+        if account is not None
+        else Actor.anonymous(unknown_identifier_marker(email)),
         context=context,
         detail={"cause": cause},
     )
@@ -333,7 +383,7 @@ def _lock_org_accounts(org: Org, target: Account) -> Account:
 
 
 def _ensure_another_owner(org: Org, target: Account) -> None:
-    others = Account.objects.filter(org=org, role=Role.OWNER, is_active=True).exclude(pk=target.pk)
+    others = scope_to_org(Account.objects.filter(role=Role.OWNER, is_active=True), org).exclude(pk=target.pk)
     if not others.exists():
         raise Conflict("An org must keep at least one active owner.", code="last_owner")
 

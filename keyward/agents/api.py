@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from keyward.accounts.models import Role
 from keyward.agents import services
-from keyward.agents.models import Agent
+from keyward.agents.models import AGENT_NAME_PATTERN, Agent
 from keyward.agents.serializers import AgentListParamsSerializer, AgentRegistrationSerializer, AgentSerializer
 from keyward.audit.writer import AuditContext
 from keyward.tenancy.scoping import OrgScopedViewSet
@@ -26,7 +26,8 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
     serializer_class = AgentSerializer
     required_role = Role.ADMIN
     lookup_url_kwarg = "agent"
-    lookup_value_regex = "[^/]+"
+    # An id is digits, which the name grammar allows too; anything else (a NUL, "²") never reaches the database.
+    lookup_value_regex = AGENT_NAME_PATTERN.removeprefix("^").removesuffix("$")
 
     def get_queryset(self):
         agents = super().get_queryset()
@@ -56,7 +57,6 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
             audit_context=AuditContext.from_request(request),
             **serializer.validated_data,
         )
-        self.ensure_in_org(registration.agent)
         answer = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
         return Response(AgentSerializer(registration.agent).data, status=answer)
 

@@ -7,9 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from keyward.accounts.models import Role
@@ -24,16 +22,12 @@ from keyward.audit.serializers import (
     PruneSerializer,
 )
 from keyward.audit.writer import AuditContext
+from keyward.core.pagination import IntegerCursorPagination
+from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 NEXT_SINCE_HEADER = "X-Keyward-Next-Since"
 EXPORT_CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class FormatParameterIsOurs(DefaultContentNegotiation):
@@ -42,34 +36,11 @@ class FormatParameterIsOurs(DefaultContentNegotiation):
     settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
 
 
-class AuditCursorPagination(CursorPagination):
-    """Newest first by seq; `limit` sets the page size. A malformed cursor is a 400, not a 404."""
+class AuditCursorPagination(IntegerCursorPagination):
+    """Newest first by seq."""
 
     ordering = "-seq"
     page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except NotFound:
-            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
-
-    def get_paginated_response(self, data) -> Response:
-        return Response(
-            {
-                "results": data,
-                "next": self.get_next_link(),
-                "previous": self.get_previous_link(),
-                "page_size": self.page_size,
-            }
-        )
-
-    def get_paginated_response_schema(self, schema: dict) -> dict:
-        response = super().get_paginated_response_schema(schema)
-        response["properties"]["page_size"] = {"type": "integer", "example": self.page_size}
-        return response
 
 
 _LIST_PARAMETERS = [
@@ -95,7 +66,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        params = _validated(AuditListParamsSerializer, self.request.query_params)
+        params = validated(AuditListParamsSerializer, self.request.query_params)
         params.pop("limit", None)
         params.pop("cursor", None)
         return services.filter_events(queryset, **params)
@@ -127,7 +98,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     @action(detail=False, methods=["get"])
     def export(self, request):
         """Up to 50,000 rows after `since`, streamed; `X-Keyward-Next-Since` says where the next page starts."""
-        params = _validated(ExportParamsSerializer, request.query_params)
+        params = validated(ExportParamsSerializer, request.query_params)
         window = services.export_window(self.org, params["since"])
         body = stream_csv(window.rows) if params["format"] == "csv" else stream_json(window.rows)
         response = StreamingHttpResponse(body, content_type=EXPORT_CONTENT_TYPES[params["format"]])
@@ -142,7 +113,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     @action(detail=False, methods=["post"])
     def prune(self, request):
         """Delete rows older than `days`, keeping the remaining chain verifiable; audited itself."""
-        days = _validated(PruneSerializer, request.data)["days"]
+        days = validated(PruneSerializer, request.data)["days"]
         deleted = services.prune(
             org=self.org, days=days, actor=request.user, audit_context=AuditContext.from_request(request)
         )

@@ -15,6 +15,8 @@ AUDIT_PRUNED = "audit.pruned"
 IDP_CREATED = "idp.created"
 IDP_UPDATED = "idp.updated"
 IDP_DELETED = "idp.deleted"
+IDP_DOMAIN_VERIFIED = "idp.domain_verified"
+IDP_DOMAIN_CLAIM_REMOVED = "idp.domain_claim_removed"  # another org verified the domain
 
 AGENT_REGISTERED = "agent.registered"
 AGENT_UPDATED = "agent.updated"
@@ -32,6 +34,13 @@ CREDENTIAL_ISSUED = "credential.issued"
 CREDENTIAL_DENIED = "credential.denied"
 CREDENTIAL_PENDING = "credential.pending_approval"
 CREDENTIAL_REVOKED = "credential.revoked"
+CREDENTIAL_UPSTREAM_REVOKED = "credential.upstream_revoked"  # outcome success or failure
 
 INTROSPECTION_KEY_CREATED = "introspection_key.created"
 INTROSPECTION_KEY_REVOKED = "introspection_key.revoked"
+
+APPROVAL_APPROVED = "approval.approved"
+APPROVAL_DENIED = "approval.denied"
+APPROVAL_EXPIRED = "approval.expired"
+APPROVAL_WEBHOOK_SET = "approval.webhook_set"
+APPROVAL_WEBHOOK_REMOVED = "approval.webhook_removed"

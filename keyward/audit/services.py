@@ -13,6 +13,7 @@ from keyward.audit.models import PLATFORM_CHAIN, AuditChain, AuditEvent, Outcome
 from keyward.audit.writer import AccountLike, Actor, AuditContext, lock_chain_head, record_event
 from keyward.core.exceptions import InvalidRequest
 from keyward.tenancy.models import Org
+from keyward.tenancy.scoping import scope_to_org
 
 EXPORT_MAX_ROWS = 50_000
 VERIFY_CHUNK_ROWS = 2_000
@@ -20,10 +21,14 @@ MAX_PRUNE_DAYS = 36_500
 
 
 def events_of(org: Org | None) -> models.QuerySet:
-    """The rows of one chain: an org's, or the platform chain's (org NULL)."""
+    """The rows of one chain: an org's (scoped by `scope_to_org`), or the platform chain's.
+
+    The platform chain (org NULL) belongs to no org, so there is no org to scope to; only platform
+    operators' tools (verify_audit) read it.
+    """
     if org is None:
         return AuditEvent.objects.filter(org__isnull=True)
-    return AuditEvent.objects.filter(org=org)
+    return scope_to_org(AuditEvent.objects.all(), org)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,11 @@ def _checkpoint_is_recorded(head: AuditChain, prune_detail: dict[str, Any] | Non
 
 
 def verify_all_chains() -> list[tuple[Org | None, VerifyResult]]:
-    """Every chain that has a head or rows: the platform chain first, then orgs by id."""
+    """Every chain that has a head or rows: the platform chain first, then orgs by id.
+
+    An operator's tool, so it lists every org's chain on purpose; each chain's rows are then read
+    through `events_of`.
+    """
     keys = set(AuditChain.objects.values_list("key", flat=True))
     org_ids = {int(key.split(":", 1)[1]) for key in keys if key.startswith("org:")}
     org_ids |= set(AuditEvent.objects.filter(org__isnull=False).values_list("org_id", flat=True).distinct())

@@ -1,7 +1,8 @@
 """IdP connectors (/v1/idps, admin) and tenant SSO routing (/auth/tenant, public)."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -9,28 +10,48 @@ from rest_framework.views import APIView
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
-from keyward.core.exceptions import NotFound
 from keyward.idp import services
 from keyward.idp.models import IdpConnector
-from keyward.idp.serializers import IdpConnectorSerializer
+from keyward.idp.serializers import (
+    DomainPathSerializer,
+    EmailDomainClaimSerializer,
+    IdpConnectorSerializer,
+    IdpConnectorWriteSerializer,
+    TenantQuerySerializer,
+    TenantSerializer,
+)
 from keyward.tenancy.scoping import OrgScopedViewSet
+
+
+class OrgRateThrottle(ScopedRateThrottle):
+    """A scoped rate counted per org: all of an org's admins share one budget."""
+
+    def get_cache_key(self, request, view) -> str | None:
+        org_id = getattr(request.user, "org_id", None)
+        if org_id is None:  # no org: the org-scoped view refuses the caller anyway
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": f"org-{org_id}"}
 
 
 class IdpConnectorViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
     OrgScopedViewSet,
 ):
     queryset = IdpConnector.objects.prefetch_related("email_domains")
     serializer_class = IdpConnectorSerializer
     required_role = Role.ADMIN
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # Writes that make keyward fetch a URL or query DNS are rate-limited per org (KEYWARD_IDP_WRITE_RATE).
+    throttle_scope = "idp_write"
+    throttled_actions = frozenset({"create", "partial_update", "verify_domain"})
 
+    def get_throttles(self):
+        return [OrgRateThrottle()] if self.action in self.throttled_actions else []
+
+    @extend_schema(request=IdpConnectorWriteSerializer, responses={201: IdpConnectorSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
+        serializer = IdpConnectorWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         connector = services.create_connector(
             org=self.org,
@@ -38,54 +59,58 @@ class IdpConnectorViewSet(
             audit_context=AuditContext.from_request(request),
             **serializer.validated_data,
         )
-        return Response(self.get_serializer(connector).data, status=status.HTTP_201_CREATED)
+        return Response(IdpConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=IdpConnectorWriteSerializer, responses={200: IdpConnectorSerializer})
     def partial_update(self, request, *args, **kwargs):
         connector = self.get_object()
-        serializer = self.get_serializer(connector, data=request.data, partial=True)
+        serializer = IdpConnectorWriteSerializer(connector, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         connector = services.update_connector(
-            connector, actor=request.user, audit_context=AuditContext.from_request(request), **serializer.validated_data
+            connector,
+            org=self.org,
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+            **serializer.validated_data,
         )
-        self.ensure_in_org(connector)
-        return Response(self.get_serializer(connector).data)
+        return Response(IdpConnectorSerializer(connector).data)
 
     def destroy(self, request, *args, **kwargs):
         services.delete_connector(
-            self.get_object(), actor=request.user, audit_context=AuditContext.from_request(request)
+            self.get_object(), org=self.org, actor=request.user, audit_context=AuditContext.from_request(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-
-class TenantSerializer(serializers.Serializer):
-    org = serializers.DictField()
-    idp = serializers.DictField()
+    @extend_schema(
+        request=None,
+        responses={200: EmailDomainClaimSerializer},
+        parameters=[OpenApiParameter("domain", str, OpenApiParameter.PATH)],
+    )
+    @action(detail=True, methods=["post"], url_path=r"domains/(?P<domain>[^/]+)/verify")
+    def verify_domain(self, request, pk=None, domain=None):
+        """Check the domain's DNS TXT record and, when it is published, let the domain route sign-ins."""
+        params = DomainPathSerializer(data={"domain": domain})
+        params.is_valid(raise_exception=True)
+        claim = services.verify_domain(
+            self.get_object(),
+            params.validated_data["domain"],
+            org=self.org,
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+        )
+        return Response(EmailDomainClaimSerializer(claim).data)
 
 
 class TenantView(APIView):
-    """Home-realm discovery: which org and IdP an email's domain signs in with."""
+    """Home-realm discovery: which org and IdP an email's (verified) domain signs in with."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "tenant"
 
-    @extend_schema(parameters=[OpenApiParameter("email", str, required=True)], responses={200: TenantSerializer})
+    @extend_schema(parameters=[TenantQuerySerializer], responses={200: TenantSerializer})
     def get(self, request):
-        email = request.query_params.get("email", "")
-        if "@" not in email or len(email) > 254:
-            raise serializers.ValidationError({"email": ["Give an email address."]})
-        connector = services.connector_for_email(email)
-        if connector is None:
-            raise NotFound("No org routes this email domain to an identity provider.", code="no_tenant")
-        return Response(
-            {
-                "org": {"slug": connector.org.slug, "name": connector.org.name},
-                "idp": {
-                    "name": connector.name,
-                    "kind": connector.kind,
-                    "issuer": connector.issuer,
-                    "oidc_client_id": connector.oidc_client_id,
-                },
-            }
-        )
+        params = TenantQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(services.tenant_for_email(params.validated_data["email"]))

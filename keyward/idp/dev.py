@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from keyward.core.exceptions import Forbidden
 from keyward.crypto.signing import load_es256_key, new_es256_key, sign_compact
+from keyward.idp.issuers import claim_issuer
 from keyward.idp.models import DevIdpKey, IdpConnector, IdpKind
 from keyward.tenancy.models import Org
 
@@ -20,8 +21,13 @@ DEV_ALGORITHM = "ES256"
 DEV_MAX_TTL_SECONDS = 24 * 3600
 
 
+def dev_issuer_prefix() -> str:
+    """Every dev IdP issuer starts with this; no other connector may use an issuer under it."""
+    return f"{settings.KEYWARD_ISSUER}/dev-idp/"
+
+
 def dev_issuer(org: Org) -> str:
-    return f"{settings.KEYWARD_ISSUER}/dev-idp/{org.slug}"
+    return f"{dev_issuer_prefix()}{org.slug}"
 
 
 def _require_dev_mode() -> None:
@@ -37,6 +43,7 @@ def ensure_dev_idp(org: Org) -> IdpConnector:
         return existing
     try:
         with transaction.atomic():
+            claim_issuer(org, dev_issuer(org))
             connector = IdpConnector.objects.create(
                 org=org,
                 name="dev",

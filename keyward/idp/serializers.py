@@ -2,7 +2,7 @@ import re
 
 from rest_framework import serializers
 
-from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector
+from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector, IdpEmailDomain
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -15,20 +15,34 @@ class EmailDomainField(serializers.CharField):
         return domain
 
 
-class IdpConnectorSerializer(serializers.ModelSerializer):
-    allowed_algorithms = serializers.ListField(
-        child=serializers.ChoiceField(choices=SUPPORTED_ALGORITHMS), min_length=1, max_length=len(SUPPORTED_ALGORITHMS)
+class EmailDomainClaimSerializer(serializers.ModelSerializer):
+    """A claimed email domain; it routes sign-ins once verified (`verification_record` at `_keyward.<domain>`)."""
+
+    verified = serializers.BooleanField(read_only=True)
+    verification_record = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = IdpEmailDomain
+        fields = ["domain", "verified", "verification_record"]
+        read_only_fields = ["domain"]
+
+
+def _algorithms_field(**options) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=SUPPORTED_ALGORITHMS),
+        min_length=1,
+        max_length=len(SUPPORTED_ALGORITHMS),
+        **options,
     )
-    email_domains = serializers.ListField(
-        child=EmailDomainField(max_length=253), max_length=50, required=False, write_only=True
-    )
+
+
+class _ConnectorFields(serializers.ModelSerializer):
+    allowed_algorithms = _algorithms_field()
 
     class Meta:
         model = IdpConnector
         fields = [
-            "id",
             "name",
-            "kind",
             "issuer",
             "audience",
             "jwks_uri",
@@ -36,14 +50,48 @@ class IdpConnectorSerializer(serializers.ModelSerializer):
             "allowed_algorithms",
             "email_domains",
             "oidc_client_id",
-            "created_at",
-            "updated_at",
         ]
-        read_only_fields = ["id", "kind", "created_at", "updated_at"]
         validators: list = []  # uniqueness is the service's rule (a 409 that names no other org)
         extra_kwargs = {"jwks_uri": {"required": False}, "discovery_url": {"required": False}}
 
-    def to_representation(self, instance: IdpConnector) -> dict:
-        data = super().to_representation(instance)
-        data["email_domains"] = [row.domain for row in instance.email_domains.all()]
-        return data
+
+class IdpConnectorSerializer(_ConnectorFields):
+    """A connector as the API answers it, with each email domain's verification state."""
+
+    allowed_algorithms = _algorithms_field(read_only=True)
+    email_domains = EmailDomainClaimSerializer(many=True, read_only=True)
+
+    class Meta(_ConnectorFields.Meta):
+        fields = ["id", "kind", *_ConnectorFields.Meta.fields, "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class IdpConnectorWriteSerializer(_ConnectorFields):
+    """What POST and PATCH take: `email_domains` is the full list of domain names to claim."""
+
+    email_domains = serializers.ListField(child=EmailDomainField(max_length=253), max_length=50, required=False)
+
+
+class DomainPathSerializer(serializers.Serializer):
+    domain = EmailDomainField(max_length=253)
+
+
+class TenantQuerySerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class TenantOrgSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class TenantIdpSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    issuer = serializers.CharField()
+    oidc_client_id = serializers.CharField()
+
+
+class TenantSerializer(serializers.Serializer):
+    org = TenantOrgSerializer()
+    idp = TenantIdpSerializer()

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import josepy
 from django.conf import settings
 
+from keyward.idp.issuers import is_shared_issuer
 from keyward.idp.models import IdpConnector, IdpKind
 from keyward.jose.errors import TokenFailure, TokenInvalid
 from keyward.jose.jwks import jwks_key_source
@@ -31,7 +32,13 @@ def key_source_for(connector: IdpConnector) -> KeySource:
 
 
 def _candidate_connector(claims: dict) -> IdpConnector:
-    """The one connector the unverified `iss`/`aud` point at. Verification with its keys follows."""
+    """The one connector the unverified `iss`/`aud` point at. Verification with its keys follows.
+
+    Only the org that owns the issuer (keyward.idp.issuers) is considered, so another org's
+    connector for the same issuer can neither capture nor break its tokens. A shared
+    (multi-tenant) issuer has no owner: there each audience is one org's, and a token naming
+    several audiences is refused, since it could otherwise straddle orgs.
+    """
     issuer, audience = claims.get("iss"), claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience
     if not isinstance(issuer, str) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
@@ -39,13 +46,18 @@ def _candidate_connector(claims: dict) -> IdpConnector:
     connectors = IdpConnector.objects.select_related("org", "dev_key").filter(
         issuer=issuer, audience__in=[item for item in audiences if isinstance(item, str)]
     )
+    if is_shared_issuer(issuer):
+        if len(audiences) != 1:
+            raise TokenInvalid(TokenFailure.WRONG_AUDIENCE, "A token from a shared issuer must name one audience.")
+    else:
+        connectors = connectors.filter(org__idp_issuers__issuer=issuer)
     if not settings.DEV_MODE:
         connectors = connectors.exclude(kind=IdpKind.DEV)
     found = list(connectors[:2])
     if not found:
         raise TokenInvalid(TokenFailure.WRONG_ISSUER)
     if len(found) > 1:
-        # A token whose audiences name two orgs' connectors cannot choose an org; refuse it.
+        # Two of the owning org's connectors match (one per audience the token names): ambiguous, refuse.
         raise TokenInvalid(TokenFailure.WRONG_AUDIENCE)
     return found[0]
 

@@ -27,8 +27,8 @@ import josepy
 from keyward.core.exceptions import InvalidRequest
 from keyward.jose.errors import TokenFailure, TokenInvalid
 from keyward.jose.keys import MAX_KID_LENGTH, SUPPORTED_ALGORITHMS, rsa_key_size_ok, select_key
+from keyward.net import outbound
 from keyward.net.errors import OutboundError
-from keyward.net.outbound import fetch_json
 from keyward.net.ssrf import validate_outbound_url
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,16 @@ def parse_jwks(document: Any) -> dict[str | None, josepy.JWK]:
     return keys
 
 
+def _fetch_on_request_path(url: str) -> Any:
+    """Both fetches here hold a web request open (the broker's, an admin's): short budget, few addresses."""
+    return outbound.fetch_json(
+        url,
+        max_response_bytes=MAX_JWKS_BYTES,
+        total_timeout=outbound.REQUEST_PATH_TOTAL_TIMEOUT,
+        max_addresses=outbound.REQUEST_PATH_MAX_ADDRESSES,
+    )
+
+
 class JwksKeySource:
     """Keys from a JWKS URL. Thread-safe: one fetch at a time, other threads wait for its result."""
 
@@ -129,7 +139,7 @@ class JwksKeySource:
             return False
         self._attempted_at = now
         try:
-            keys = parse_jwks(fetch_json(self.url, max_response_bytes=MAX_JWKS_BYTES))
+            keys = parse_jwks(_fetch_on_request_path(self.url))
         except (OutboundError, JwksInvalid) as exc:
             reason = exc.code if isinstance(exc, OutboundError) else str(exc)
             logger.warning("JWKS fetch from %s failed: %s", self.url, reason)
@@ -205,7 +215,7 @@ def fetch_discovery(
     """
     url = validate_outbound_url(discovery_url_for(issuer_or_discovery_url), field=field)
     try:
-        document: Any = fetch_json(url, max_response_bytes=MAX_JWKS_BYTES)
+        document: Any = _fetch_on_request_path(url)
     except OutboundError as exc:
         raise _failure(field, f"The discovery document could not be fetched: {exc.message}") from None
     if not isinstance(document, dict):

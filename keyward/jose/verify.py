@@ -85,9 +85,15 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenInvalid(TokenFailure.MALFORMED, f"Claim '{name}' is not a number.")
-    return float(value)
+    try:
+        number = float(value)  # JSON integers are unbounded; one past float's range overflows here
+    except OverflowError:
+        raise TokenInvalid(TokenFailure.MALFORMED, f"Claim '{name}' is out of range.") from None
+    if not math.isfinite(number):
+        raise TokenInvalid(TokenFailure.MALFORMED, f"Claim '{name}' is not a number.")
+    return number
 
 
 def _allowed_algorithms(algorithms: Iterable[str]) -> frozenset[str]:

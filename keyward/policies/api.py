@@ -3,12 +3,12 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.pagination import IntegerCursorPagination
+from keyward.core.validation import validated
 from keyward.policies import services
 from keyward.policies.models import Effect, Policy
 from keyward.policies.serializers import (
@@ -21,40 +21,11 @@ from keyward.policies.serializers import (
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class PolicyCursorPagination(CursorPagination):
-    """Oldest first by id (an org may hold thousands of rules); `limit` sets the page size."""
+class PolicyCursorPagination(IntegerCursorPagination):
+    """Oldest first by id (an org may hold thousands of rules)."""
 
     ordering = "id"
     page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except NotFound:
-            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
-
-    def get_paginated_response(self, data) -> Response:
-        return Response(
-            {
-                "results": data,
-                "next": self.get_next_link(),
-                "previous": self.get_previous_link(),
-                "page_size": self.page_size,
-            }
-        )
-
-    def get_paginated_response_schema(self, schema: dict) -> dict:
-        response = super().get_paginated_response_schema(schema)
-        response["properties"]["page_size"] = {"type": "integer", "example": self.page_size}
-        return response
 
 
 class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
@@ -70,7 +41,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        params = _validated(PolicyListParamsSerializer, self.request.query_params)
+        params = validated(PolicyListParamsSerializer, self.request.query_params)
         params.pop("limit", None)
         params.pop("cursor", None)
         return services.filter_policies(queryset, **params)
@@ -87,7 +58,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
 
     @extend_schema(request=PolicyCreateSerializer, responses={201: PolicySerializer})
     def create(self, request, *args, **kwargs):
-        data = _validated(PolicyCreateSerializer, request.data)
+        data = validated(PolicyCreateSerializer, request.data)
         policy = services.create_policy(
             org=self.org, actor=request.user, audit_context=AuditContext.from_request(request), **data
         )
@@ -101,7 +72,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
     @extend_schema(request=SimulateSerializer, responses={200: SimulateResponseSerializer})
     @action(detail=False, methods=["post"])
     def simulate(self, request):
-        data = _validated(SimulateSerializer, request.data)
+        data = validated(SimulateSerializer, request.data)
         decision = services.simulate(self.org, **data)
         body = {
             "decision": decision.effect,

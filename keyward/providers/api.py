@@ -7,8 +7,9 @@ from rest_framework.response import Response
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.validation import validated
 from keyward.providers import services
-from keyward.providers.models import Provider
+from keyward.providers.models import PROVIDER_NAME_PATTERN, Provider
 from keyward.providers.serializers import (
     ProviderCreateSerializer,
     ProviderSerializer,
@@ -18,18 +19,13 @@ from keyward.providers.serializers import (
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
     queryset = services.providers_with_secret_metadata(Provider.objects.all())
     serializer_class = ProviderSerializer
     required_role = Role.ADMIN
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    # Only a possible provider name reaches the database (a NUL in a lookup fails the query on PostgreSQL).
+    lookup_value_regex = PROVIDER_NAME_PATTERN.removeprefix("^").removesuffix("$")
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def _render(self, provider: Provider, answer: int = status.HTTP_200_OK) -> Response:
@@ -42,7 +38,7 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
             org=self.org,
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **_validated(ProviderCreateSerializer, request.data),
+            **validated(ProviderCreateSerializer, request.data),
         )
         return self._render(provider, status.HTTP_201_CREATED)
 
@@ -52,7 +48,7 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
             self.get_object(),
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **_validated(ProviderUpdateSerializer, request.data),
+            **validated(ProviderUpdateSerializer, request.data),
         )
         return self._render(provider)
 
@@ -63,6 +59,6 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
             self.get_object(),
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **_validated(RotateSecretSerializer, request.data),
+            **validated(RotateSecretSerializer, request.data),
         )
         return self._render(provider)

@@ -1,6 +1,6 @@
 """The one place org data is scoped. Views, the console and services read org data through here."""
 
-from django.db import models, transaction
+from django.db import models
 from rest_framework.viewsets import GenericViewSet
 
 from keyward.core.exceptions import Forbidden
@@ -8,7 +8,12 @@ from keyward.tenancy.models import Org
 
 
 def scope_to_org(queryset: models.QuerySet, org: Org, org_field: str = "org") -> models.QuerySet:
-    """Restrict `queryset` to one org's rows; rows of any other org simply do not exist (404)."""
+    """Restrict `queryset` to one org's rows; rows of any other org simply do not exist (404).
+
+    Refuses a missing org: filtering on None would select the rows of no org (the platform's).
+    """
+    if not isinstance(org, Org) or org.pk is None:
+        raise TypeError("scope_to_org needs a saved Org")
     return queryset.filter(**{org_field: org})
 
 
@@ -23,8 +28,10 @@ def caller_org(user) -> Org:
 class OrgScopedViewSet(GenericViewSet):
     """Base for every org-scoped admin endpoint.
 
-    `initial` resolves the caller's org once (after authentication and role checks);
-    `get_queryset` scopes every read to it; writes are re-checked before they commit.
+    `initial` resolves the caller's org once (after authentication and role checks) and
+    `get_queryset` scopes every read to it. Writes go through services, which take the org from
+    `self.org` (never from the request) and their target from the scoped `get_object()`, so a
+    write cannot reach another org's object either.
     """
 
     org_field = "org"
@@ -36,16 +43,3 @@ class OrgScopedViewSet(GenericViewSet):
 
     def get_queryset(self) -> models.QuerySet:
         return scope_to_org(super().get_queryset(), self.org, self.org_field)
-
-    def perform_create(self, serializer) -> None:
-        with transaction.atomic():
-            self.ensure_in_org(serializer.save(**{self.org_field: self.org}))
-
-    def perform_update(self, serializer) -> None:
-        with transaction.atomic():
-            self.ensure_in_org(serializer.save())
-
-    def ensure_in_org(self, instance: models.Model) -> None:
-        """Refuse (and roll back) a write that left an object outside the caller's org."""
-        if getattr(instance, f"{self.org_field}_id") != self.org.pk:
-            raise Forbidden("The object does not belong to your org.", code="cross_org_write")

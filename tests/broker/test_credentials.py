@@ -314,7 +314,7 @@ def test_static_provider_refuses_two_scopes_at_once(world):
 
 
 def test_a_provider_kind_without_a_minter_is_502(world):
-    make_provider(world.org, "gh", kind="github_app", scopes=["contents:read"])
+    make_provider(world.org, "gh", kind="retired_kind", scopes=["contents:read"])  # a kind no minter serves
     world.agent.grants = [{"provider": "gh", "scopes": ["*"], "environments": ["prod"]}]
     world.agent.save()
     allow(world.org, provider="gh")

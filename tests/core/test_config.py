@@ -131,3 +131,75 @@ def test_database_url_parsing(url, expected):
 def test_bad_database_urls_name_the_variable(url):
     with pytest.raises(ConfigError, match="KEYWARD_DATABASE_URL"):
         config.database_from_url("KEYWARD_DATABASE_URL", url)
+
+
+CI_PRODUCTION = {
+    "KEYWARD_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/keyward_ci",
+    "KEYWARD_REDIS_URL": "redis://127.0.0.1:6379/15",
+    "KEYWARD_SECRET_KEY": "ci-like-" + "".join(chr(ord("a") + n % 26) + str(n % 10) for n in range(30)),
+    "KEYWARD_MASTER_KEY": GOOD_MASTER,
+    "KEYWARD_ISSUER": "https://keyward.example.com",
+}
+
+
+def deploy_check(env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    return run_manage(env, "check", "--deploy", "--fail-level", "WARNING", tmp_path=tmp_path)
+
+
+def trusted_hops(env: dict, tmp_path: Path) -> str:
+    code = "from django.conf import settings; print(settings.KEYWARD_TRUSTED_PROXY_HOPS)"
+    result = run_manage(env, "shell", "--no-imports", "-c", code, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_ci_production_environment_passes_the_deploy_checks(tmp_path):
+    """.ci/run runs exactly this; none of keyward's warnings may fire for a sound production setup."""
+    result = deploy_check(CI_PRODUCTION, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "keyward.W" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (CI_PRODUCTION, "1"),
+        ({**CI_PRODUCTION, "KEYWARD_TRUSTED_PROXY_HOPS": "2"}, "2"),
+        ({**CI_PRODUCTION, "KEYWARD_BEHIND_TLS_PROXY": "0"}, "0"),
+        ({}, "0"),
+    ],
+    ids=["production-default", "explicit-hops", "no-proxy", "dev-mode"],
+)
+def test_behind_a_tls_proxy_the_client_is_one_hop_away_by_default(tmp_path, env, expected):
+    """Trusting 0 hops behind a proxy makes every client the proxy's address: one throttle for all."""
+    assert trusted_hops(env, tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        ({**CI_PRODUCTION, "KEYWARD_DEV_MODE": "1"}, "keyward.W001"),
+        ({**CI_PRODUCTION, "KEYWARD_ALLOW_PRIVATE_URLS": "1"}, "keyward.W002"),
+        ({**CI_PRODUCTION, "KEYWARD_TRUSTED_PROXY_HOPS": "0"}, "keyward.W003"),
+    ],
+    ids=["dev-mode-on-postgresql", "private-urls-in-production", "proxy-with-zero-hops"],
+)
+def test_each_deploy_warning_fires_when_it_should(tmp_path, env, warning):
+    result = deploy_check(env, tmp_path)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert warning in output
+    assert {line for line in output.split() if line.startswith("(keyward.W")} == {f"({warning})"}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # dev mode on SQLite, private URLs allowed: a developer's machine
+        {**CI_PRODUCTION, "KEYWARD_BEHIND_TLS_PROXY": "0", "KEYWARD_TRUSTED_PROXY_HOPS": "0"},
+    ],
+    ids=["dev-mode-on-sqlite", "no-proxy-zero-hops"],
+)
+def test_keyward_deploy_warnings_stay_quiet_otherwise(tmp_path, env):
+    result = deploy_check(env, tmp_path)
+    assert "keyward.W" not in result.stdout + result.stderr

@@ -29,16 +29,27 @@ def connector_for(org, fake_idp, audience="keyward-broker"):
     )
 
 
-def test_a_real_idp_token_selects_its_org(fake_idp):
+def test_a_real_idp_token_selects_its_org(fake_idp, other_idp):
+    acme, globex = make_org("Acme"), make_org("Globex")
+    connector_for(acme, fake_idp)
+    connector_for(globex, other_idp)
+
+    user = verify_user_token(other_idp.token(sub="carol@globex.com"))
+
+    assert user.org == globex
+    assert user.subject == "carol@globex.com"
+    assert other_idp.http.count("/jwks") == 1
+    assert fake_idp.http.count("/jwks") == 0
+
+
+def test_a_shared_issuers_token_selects_its_org_by_audience(fake_idp, settings):
+    settings.KEYWARD_SHARED_ISSUERS = [fake_idp.url]
     acme, globex = make_org("Acme"), make_org("Globex")
     connector_for(acme, fake_idp, audience="acme-broker")
     connector_for(globex, fake_idp, audience="globex-broker")
 
-    user = verify_user_token(fake_idp.token(audience="globex-broker", sub="carol@globex.com"))
-
-    assert user.org == globex
-    assert user.subject == "carol@globex.com"
-    assert fake_idp.http.count("/jwks") == 1
+    assert verify_user_token(fake_idp.token(audience="globex-broker")).org == globex
+    assert verify_user_token(fake_idp.token(audience=["acme-broker"])).org == acme
 
 
 def test_unknown_issuer_or_audience_is_refused(fake_idp):
@@ -48,11 +59,23 @@ def test_unknown_issuer_or_audience_is_refused(fake_idp):
     assert unknown_aud.value.reason in {TokenFailure.WRONG_ISSUER, TokenFailure.WRONG_AUDIENCE}
 
 
-def test_a_token_whose_audiences_name_two_orgs_is_refused(fake_idp):
+def test_a_token_whose_audiences_name_two_orgs_is_refused(fake_idp, settings):
+    settings.KEYWARD_SHARED_ISSUERS = [fake_idp.url]
     connector_for(make_org(), fake_idp, audience="a")
     connector_for(make_org(), fake_idp, audience="b")
-    with pytest.raises(TokenInvalid):
+    with pytest.raises(TokenInvalid) as refused:
         verify_user_token(fake_idp.token(audience=["a", "b"]))
+    assert refused.value.reason == TokenFailure.WRONG_AUDIENCE
+
+
+def test_a_token_whose_audiences_name_two_connectors_of_the_owning_org_is_refused(fake_idp):
+    org = make_org()
+    connector_for(org, fake_idp, audience="a")
+    connector_for(org, fake_idp, audience="b")
+    assert verify_user_token(fake_idp.token(audience=["a", "unrelated"])).connector.audience == "a"
+    with pytest.raises(TokenInvalid) as refused:
+        verify_user_token(fake_idp.token(audience=["a", "b"]))
+    assert refused.value.reason == TokenFailure.WRONG_AUDIENCE
 
 
 def test_a_token_signed_by_another_key_for_a_known_issuer_is_refused(fake_idp):

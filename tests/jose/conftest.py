@@ -19,6 +19,7 @@ from josepy import jwa
 from keyward.jose.jwks import JwksKeySource, clear_jwks_cache
 from tests import local_http
 from tests.local_http import LocalServer
+from tests.net import drip
 
 NOW = 1_800_000_000
 ISSUER = "https://idp.example.com/"
@@ -27,6 +28,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 MARKER = "MARKER-alice-private-claim"
 
 fake_dns = local_http.fake_dns
+drip_server = drip.drip_server
 local_server = local_http.local_server
 loopback_only = local_http.loopback_only
 

@@ -339,6 +339,13 @@ def test_exp_is_required_and_numeric(idp, rsa_key, exp):
     refused(rsa_key.sign(claims(exp=exp)), idp.source, reason)
 
 
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [10**400, -(10**400), 2**1024], ids=["1e400", "-1e400", "2^1024"])
+def test_a_time_claim_beyond_float_range_is_malformed_not_a_crash(idp, rsa_key, name, value):
+    """JSON integers are unbounded; one float() cannot hold must be a refusal, not an OverflowError."""
+    refused(rsa_key.sign(claims(**{name: value})), idp.source, TokenFailure.MALFORMED)
+
+
 def test_a_token_not_yet_valid_is_refused(idp, rsa_key):
     refused(rsa_key.sign(claims(nbf=NOW + 31)), idp.source, TokenFailure.NOT_YET_VALID)
     assert verify(rsa_key.sign(claims(nbf=NOW + 29)), idp.source)

@@ -1,7 +1,9 @@
 import pytest
 
 from tests import local_http
+from tests.net import drip
 
+drip_server = drip.drip_server
 fake_dns = local_http.fake_dns
 local_server = local_http.local_server
 loopback_only = local_http.loopback_only

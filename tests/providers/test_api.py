@@ -12,6 +12,8 @@ from tests.permissions import assert_permission_matrix
 pytestmark = pytest.mark.django_db
 
 ADMIN_ONLY = {"anonymous": 401, "other_org": 404, "viewer": 403, "admin": 200, "owner": 200}
+OAUTH_CONFIG = {"token_url": "https://auth.example.com/oauth/token", "client_id": "keyward"}
+GITHUB_CONFIG = {"app_id": 42, "installation_id": 7}
 
 
 def new_secret() -> str:
@@ -60,7 +62,7 @@ def test_create_matrix_and_shape(callers):
 
 def test_list_retrieve_patch_rotate_matrix(callers):
     plaintext = new_secret()
-    created(callers, name="github", kind="github_app", config={"app_id": 42}, secret=plaintext)
+    created(callers, name="github", kind="oauth2_client_credentials", config=OAUTH_CONFIG, secret=plaintext)
     listed = assert_permission_matrix(callers, "GET", "/v1/secrets", {**ADMIN_ONLY, "other_org": 200})
     assert [row["name"] for row in listed["admin"].json()] == ["github"]
     assert listed["other_org"].json() == []
@@ -138,13 +140,19 @@ def test_static_scopes_cannot_be_set_by_hand(callers):
     assert Provider.objects.get().scopes == ["a:b"]
 
 
-def test_other_kinds_take_free_form_config_and_a_string_secret(callers):
-    config = {"role_arn": "arn:aws:iam::123456789012:role/agents", "nested": {"list": [1, 2]}}
-    body = created(callers, name="aws", kind="aws_sts", config=config, secret=new_secret(), scopes=["s3:*"])
-    assert body["config"] == config
-    assert body["scopes"] == ["s3:*"]
-    assert created(callers, name="oauth", kind="oauth2_client_credentials")["secret"] is None
-    assert created(callers, name="exchange", kind="oauth2_token_exchange", secret="x")["secret"]["version"] == 1
+def test_aws_sts_takes_a_checked_config_and_an_access_key_pair(callers):
+    statement = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}
+    config = {
+        "role_arn": "arn:aws:iam::123456789012:role/agents",
+        "region": "eu-west-1",
+        "scope_policies": {"s3:read": {"Version": "2012-10-17", "Statement": statement}},
+    }
+    secret = {"access_key_id": "AKIA" + "A" * 16, "secret_access_key": secrets.token_hex(20)}
+    body = created(callers, name="aws", kind="aws_sts", config=config, secret=secret, scopes=["s3:read"])
+    assert body["config"]["scope_policies"] == {"s3:read": [statement]}
+    assert body["scopes"] == ["s3:read"]
+    assert body["secret"]["version"] == 1
+    assert secret["secret_access_key"] not in json.dumps(body)
 
 
 @pytest.mark.parametrize(
@@ -179,10 +187,10 @@ def test_other_kinds_take_free_form_config_and_a_string_secret(callers):
         ({"name": "stripe", "kind": "static", "secret": {"a:b": ""}}, "secret"),
         ({"name": "stripe", "kind": "static", "secret": {"a:b": 12}}, "secret"),
         ({"name": "stripe", "kind": "static", "secret": {f"s{n}": "v" for n in range(101)}}, "secret"),
-        ({"name": "gh", "kind": "github_app", "secrets": "ghs_typo"}, "secrets"),
-        ({"name": "gh", "kind": "github_app", "secret": ""}, "secret"),
-        ({"name": "gh", "kind": "github_app", "secret": {"pem": "x"}}, "secret"),
-        ({"name": "gh", "kind": "github_app", "secret": "x" * (64 * 1024 + 1)}, "secret"),
+        ({"name": "gh", "kind": "github_app", "config": GITHUB_CONFIG, "secrets": "ghs_typo"}, "secrets"),
+        ({"name": "gh", "kind": "github_app", "config": GITHUB_CONFIG, "secret": ""}, "secret"),
+        ({"name": "gh", "kind": "github_app", "config": GITHUB_CONFIG, "secret": {"pem": "x"}}, "secret"),
+        ({"name": "gh", "kind": "github_app", "config": GITHUB_CONFIG, "secret": "x" * (64 * 1024 + 1)}, "secret"),
     ],
 )
 def test_invalid_providers_are_400_with_the_field(callers, body, field):
@@ -220,7 +228,7 @@ def test_an_unchanged_patch_records_nothing(callers):
 
 def test_rotation_bumps_the_version_and_keeps_old_versions_sealed(callers):
     first, second = new_secret(), new_secret()
-    before = created(callers, name="gh", kind="github_app", secret=first)
+    before = created(callers, name="gh", kind="oauth2_client_credentials", config=OAUTH_CONFIG, secret=first)
     after = callers.client("admin").post("/v1/secrets/gh/rotate", {"secret": second}, format="json").json()
 
     assert after["secret"]["version"] == before["secret"]["version"] + 1 == 2
@@ -236,7 +244,7 @@ def test_rotation_bumps_the_version_and_keeps_old_versions_sealed(callers):
     event = AuditEvent.objects.get(event_type="provider.secret_rotated")
     assert event.detail == {
         "provider_id": rows[2].provider_id,
-        "kind": "github_app",
+        "kind": "oauth2_client_credentials",
         "version": 2,
         "fingerprint": after["secret"]["fingerprint"],
     }
@@ -248,7 +256,7 @@ def test_the_plaintext_never_leaves_in_a_response_audit_row_or_log(callers, capl
     plain = [new_secret() for _ in range(4)]
     admin = callers.client("admin")
     bodies = [
-        create(callers, name="gh", kind="github_app", secret=plain[0]),
+        create(callers, name="gh", kind="oauth2_client_credentials", config=OAUTH_CONFIG, secret=plain[0]),
         admin.post("/v1/secrets/gh/rotate", {"secret": plain[1]}, format="json"),
         create(callers, name="stripe", kind="static", secret={"charges:read": plain[2]}),
         admin.post("/v1/secrets/stripe/rotate", {"secret": {"charges:read": plain[3]}}, format="json"),
@@ -260,7 +268,7 @@ def test_the_plaintext_never_leaves_in_a_response_audit_row_or_log(callers, capl
         create(callers, name="jwt", kind="keyward_jwt", secret=plain[0]),
         create(callers, name="bad-static", kind="static", secret={"bad scope": plain[1]}),
         create(callers, name="bad-static2", kind="static", secret={"a:b": plain[2], "c:d": 7}),
-        create(callers, name="gh", kind="github_app", secret=plain[3]),
+        create(callers, name="gh", kind="oauth2_client_credentials", config=OAUTH_CONFIG, secret=plain[3]),
         admin.post("/v1/secrets/gh/rotate", {"secret": {"nested": plain[0]}}, format="json"),
         admin.patch("/v1/secrets/gh", {"secret": plain[1]}, format="json"),
     ]

@@ -8,17 +8,20 @@ from django.core.management import CommandError, call_command
 from keyward.audit.models import AuditEvent
 from keyward.providers import services
 from keyward.providers.models import Provider, ProviderSecret
-from tests.factories import make_org
+from tests.factories import make_org, make_rsa_private_key_pem
 
 pytestmark = pytest.mark.django_db
 
 NEW_SECRET = "ghs_new_" + "f3" * 20
+OAUTH_CONFIG = {"token_url": "https://auth.example.com/oauth/token", "client_id": "keyward"}
 
 
 @pytest.fixture
 def provider():
     org = make_org()
-    return services.create_provider(org=org, name="gh", kind="github_app", secret="ghs_old_" + "a1" * 20)
+    return services.create_provider(
+        org=org, name="gh", kind="oauth2_client_credentials", config=OAUTH_CONFIG, secret="ghs_old_" + "a1" * 20
+    )
 
 
 def rotate(monkeypatch, org: str, name: str, stdin: str) -> str:
@@ -48,9 +51,13 @@ def test_rotates_from_stdin_prints_version_and_fingerprint_and_audits(monkeypatc
     assert NEW_SECRET not in json.dumps(list(AuditEvent.objects.values()), default=str)
 
 
-def test_only_one_trailing_newline_is_stripped(monkeypatch, provider):
-    rotate(monkeypatch, provider.org.slug, "gh", "line one\nline two\n\n")
-    assert services.current_secret(Provider.objects.get(pk=provider.pk)) == b"line one\nline two\n"
+def test_only_one_trailing_newline_is_stripped(monkeypatch):
+    org = make_org()
+    config = {"app_id": 1, "installation_id": 2}
+    services.create_provider(org=org, name="app", kind="github_app", config=config, secret=make_rsa_private_key_pem())
+    new_key = make_rsa_private_key_pem()  # PEM: several lines, ending with a newline
+    rotate(monkeypatch, org.slug, "app", new_key + "\n")
+    assert services.current_secret(Provider.objects.get(name="app")) == new_key.encode()
 
 
 def test_a_static_provider_reads_a_json_object(monkeypatch):

@@ -14,8 +14,12 @@ from tests.factories import make_org
 pytestmark = pytest.mark.django_db
 
 
-def make_provider(org=None, name: str = "gh", kind: str = "github_app", secret=None) -> Provider:
-    return services.create_provider(org=org or make_org(), name=name, kind=kind, secret=secret)
+OAUTH_CONFIG = {"token_url": "https://auth.example.com/oauth/token", "client_id": "keyward"}
+
+
+def make_provider(org=None, name: str = "gh", kind: str = "oauth2_client_credentials", secret=None) -> Provider:
+    config = OAUTH_CONFIG if kind == "oauth2_client_credentials" else None
+    return services.create_provider(org=org or make_org(), name=name, kind=kind, config=config, secret=secret)
 
 
 def test_current_secret_opens_the_current_version():
@@ -106,6 +110,6 @@ def test_static_secret_for_scope_refuses_other_kinds():
 def test_a_prepared_secret_does_not_print_its_value():
     from keyward.providers.kinds import prepare_secret
 
-    prepared = prepare_secret("github_app", "hunter2-but-long-and-random")
+    prepared = prepare_secret("oauth2_client_credentials", "hunter2-but-long-and-random")
     assert "hunter2" not in repr(prepared)
     assert "hunter2" not in str(prepared)
