@@ -20,10 +20,12 @@ from broker.serializers import (
     IntrospectionKeySerializer,
     IntrospectRequestSerializer,
     IssuedCredentialSerializer,
+    IssuedFilterSerializer,
     RevokeSerializer,
 )
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.validation import validated
 from keyward.crypto import signing
 from keyward.tenancy.scoping import OrgScopedViewSet
 
@@ -102,20 +104,25 @@ class IssuedCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 
     def get_queryset(self):
         queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        filters = validated(IssuedFilterSerializer, self.request.query_params)
         for param, field in self.filter_params.items():
-            if value := self.request.query_params.get(param):
-                queryset = queryset.filter(**{field: value})
-        state = self.request.query_params.get("status")
+            if param in filters:
+                queryset = queryset.filter(**{field: filters[param]})
         now = timezone.now()
+        state = filters.get("status")
         if state == "active":
             queryset = queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
         elif state == "revoked":
             queryset = queryset.filter(revoked_at__isnull=False)
         elif state == "expired":
             queryset = queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
-        elif state:
-            raise serializers.ValidationError({"status": ["Use active, revoked or expired."]})
         return queryset
+
+    @extend_schema(parameters=[IssuedFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=RevokeSerializer,

@@ -42,6 +42,13 @@ class IssuedCredentialSerializer(serializers.ModelSerializer):
         return "expired" if record.expires_at <= self.context["now"] else "active"
 
 
+class IssuedFilterSerializer(serializers.Serializer):
+    agent = serializers.CharField(max_length=100, required=False)
+    provider = serializers.CharField(max_length=100, required=False)
+    end_user = serializers.CharField(max_length=255, required=False)
+    status = serializers.ChoiceField(choices=["active", "revoked", "expired"], required=False)
+
+
 class RevokeSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 

@@ -17,13 +17,8 @@ from keyward.approvals.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.exceptions import NotFound
+from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
-
-
-def validated(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
@@ -34,11 +29,10 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        if self.action == "list":
-            filters = ApprovalFilterSerializer(data=self.request.query_params)
-            filters.is_valid(raise_exception=True)
-            if state := filters.validated_data.get("status"):
-                queryset = queryset.filter(status=state)
+        if self.action == "list" and (
+            state := validated(ApprovalFilterSerializer, self.request.query_params).get("status")
+        ):
+            queryset = queryset.filter(status=state)
         return queryset
 
     @extend_schema(parameters=[OpenApiParameter("status", str)])
@@ -46,7 +40,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         return super().list(request, *args, **kwargs)
 
     def _decide(self, request, *, approve: bool) -> Response:
-        reason = validated(DecisionSerializer, request)["reason"]
+        reason = validated(DecisionSerializer, request.data)["reason"]
         approval = decisions.decide(
             self.get_object(),
             approve=approve,
@@ -73,7 +67,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     def webhook(self, request):
         context = AuditContext.from_request(request)
         if request.method == "PUT":
-            data = validated(WebhookSerializer, request)
+            data = validated(WebhookSerializer, request.data)
             webhook = decisions.set_webhook(self.org, actor=request.user, audit_context=context, **data)
             return Response(WebhookStateSerializer(webhook).data)
         if request.method == "DELETE":

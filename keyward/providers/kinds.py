@@ -2,8 +2,7 @@
 
 `validate_config(kind, config, name=...)` returns the config to store; `prepare_secret(kind, secret)`
 returns the bytes to seal (and, for kinds whose secret defines the scopes, the scope catalogue).
-Error messages name fields and scopes, never a secret value. The native-minter work adds its kinds
-(or replaces the provisional rules below) by editing `KIND_RULES`.
+Error messages name fields and scopes, never a secret value. A new kind is one more entry in `KIND_RULES`.
 """
 
 import json
@@ -22,6 +21,9 @@ from keyward.core.exceptions import InvalidRequest
 from keyward.net.ssrf import validate_outbound_url
 from keyward.providers.models import ProviderKind
 
+# Config keys that say where a provider's secret is sent. Changing one needs the secret again, or an
+# admin could redirect a stored secret (or the tokens minted with it) to a server of their own.
+SECRET_DESTINATION_KEYS = ("api_url", "token_url", "endpoint_url")
 MAX_SECRET_BYTES = 64 * 1024
 MAX_CONFIG_BYTES = 16 * 1024
 MAX_CONFIG_DEPTH = 8
@@ -79,16 +81,8 @@ def _static_config(config: dict, name: str) -> dict:
     return {}
 
 
-def _free_form_config(config: dict, name: str) -> dict:
-    """Provisional: any small JSON object. The native-minter issue replaces this with per-kind checks."""
-    _check_plain_json(config, "config", MAX_CONFIG_DEPTH)
-    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
-        raise _config_error(f"The config is larger than {MAX_CONFIG_BYTES} bytes.")
-    return config
-
-
 def _check_plain_json(value: Any, path: str, depth: int) -> None:
-    """Refuse what PostgreSQL's jsonb cannot store (NUL characters) and unbounded nesting."""
+    """Refuse what PostgreSQL's jsonb cannot store (NUL characters) and unbounded nesting, for every kind."""
     if depth < 0:
         raise _config_error("The config is nested too deeply.")
     if isinstance(value, str) and "\x00" in value:
@@ -103,7 +97,7 @@ def _check_plain_json(value: Any, path: str, depth: int) -> None:
 
 
 def _string_secret(secret: Any) -> PreparedSecret:
-    """Provisional: one opaque string (a private key, a client secret...). Validated per kind later."""
+    """One opaque, non-empty string (a client secret, a private key before its own checks)."""
     if not isinstance(secret, str) or not secret:
         raise _secret_error("The secret must be a non-empty string.")
     plaintext = secret.encode()
@@ -503,6 +497,9 @@ def rules_for(kind: str) -> KindRules:
 def validate_config(kind: str, config: Any, *, name: str) -> dict:
     if not isinstance(config, dict):
         raise _config_error("The config must be a JSON object.")
+    _check_plain_json(config, "config", MAX_CONFIG_DEPTH)
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        raise _config_error(f"The config is larger than {MAX_CONFIG_BYTES} bytes.")
     return rules_for(kind).config(config, name)
 
 

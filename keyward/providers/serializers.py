@@ -96,6 +96,7 @@ class ProviderUpdateSerializer(StrictFieldsMixin, ProviderFieldsSerializer):
 
 class RotateSecretSerializer(StrictFieldsMixin, serializers.Serializer):
     secret = serializers.JSONField(write_only=True, help_text=VALUE_HELP)
+    config = serializers.JSONField(required=False, help_text="A new config to store together with this secret.")
 
 
 class SecretMetadataSerializer(serializers.Serializer):

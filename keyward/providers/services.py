@@ -93,6 +93,7 @@ def update_provider(
         provider = _locked(provider)
         if "config" in changes:
             changes["config"] = kinds.validate_config(provider.kind, changes["config"], name=provider.name)
+            _refuse_redirecting_the_secret(provider, changes["config"])
         if "scopes" in changes:
             changes["scopes"] = _catalogue(provider.kind, changes["scopes"])
         changed = sorted(field for field, value in changes.items() if getattr(provider, field) != value)
@@ -104,11 +105,30 @@ def update_provider(
     return provider
 
 
-def rotate_secret(provider: Provider, *, secret, actor=None, audit_context: AuditContext | None = None) -> Provider:
-    """Seal `secret` as the provider's next version; older versions stay stored. Audited, without the secret."""
+def _refuse_redirecting_the_secret(provider: Provider, config: dict) -> None:
+    moved = [key for key in kinds.SECRET_DESTINATION_KEYS if config.get(key) != provider.config.get(key)]
+    if moved and provider.secret_version:
+        raise Conflict(
+            f"Changing {', '.join(moved)} changes where the secret is sent: send the secret again with the new "
+            f"config (POST /v1/secrets/{provider.name}/rotate with secret and config).",
+            code="secret_required",
+        )
+
+
+def rotate_secret(
+    provider: Provider, *, secret, config: dict | None = None, actor=None, audit_context: AuditContext | None = None
+) -> Provider:
+    """Seal `secret` as the provider's next version, optionally with a new config (where the secret is
+    sent may only change together with the secret). Older versions stay stored. Audited, without the secret."""
     prepared = kinds.prepare_secret(provider.kind, secret)
     with transaction.atomic():
         provider = _locked(provider)
+        changed = []
+        if config is not None:
+            config = kinds.validate_config(provider.kind, config, name=provider.name)
+            if config != provider.config:
+                provider.config, changed = config, ["config"]
+                provider.save(update_fields=["config", "updated_at"])
         row = _store_secret(provider, prepared)
         _record(
             provider,
@@ -117,6 +137,7 @@ def rotate_secret(provider: Provider, *, secret, actor=None, audit_context: Audi
             audit_context,
             version=row.version,
             fingerprint=row.fingerprint,
+            **({"changed": changed} if changed else {}),
         )
     return provider
 

@@ -125,3 +125,10 @@ def test_introspect_needs_a_live_introspection_key(callers, issued, api):
     key = introspection_key(callers)
     IntrospectionKey.objects.update(revoked_at=timezone.now())
     assert introspect(api, key, first["credential"]).status_code == 401
+
+
+@pytest.mark.parametrize("params", [{"agent": "a\x00b"}, {"end_user": "x" * 300}, {"provider": "p\x00"}])
+def test_bad_filters_are_400_not_500(callers, issued, params):
+    response = callers.client("admin").get("/v1/issued", params)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"

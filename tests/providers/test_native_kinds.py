@@ -191,3 +191,25 @@ def test_a_client_secret_is_one_line_of_printable_text(callers, secret):
     assert response.json()["error"] == "invalid_secret"
     if isinstance(secret, str) and secret:
         assert secret not in json.dumps(response.json())
+
+
+def test_moving_the_token_url_needs_the_secret_again(callers):
+    """Otherwise an admin could point a stored client secret at a server of their own."""
+    create(callers, name="api", kind="oauth2_client_credentials", config=OAUTH, secret="client-secret-1")
+    client = callers.client("admin")
+    moved = {**OAUTH, "token_url": "https://evil.example.com/token"}
+
+    refused = client.patch("/v1/secrets/api", {"config": moved}, format="json")
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "secret_required"
+    assert "client-secret-1" not in refused.content.decode()
+
+    harmless = client.patch(
+        "/v1/secrets/api", {"config": {**OAUTH, "audience": "https://api.example.com"}}, format="json"
+    )
+    assert harmless.status_code == 200
+
+    rotated = client.post("/v1/secrets/api/rotate", {"secret": "client-secret-2", "config": moved}, format="json")
+    assert rotated.status_code == 200
+    assert rotated.json()["config"]["token_url"] == "https://evil.example.com/token"
+    assert rotated.json()["secret"]["version"] == 2
