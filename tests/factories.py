@@ -55,3 +55,10 @@ def make_rsa_private_key_pem(bits: int = 2048) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     ).decode()
+
+
+def repoint_provider(provider, config: dict):
+    """Move a provider to a new config the way an admin must when its URL changes: with the secret again."""
+    from keyward.providers.services import current_secret, rotate_secret
+
+    return rotate_secret(provider, secret=current_secret(provider).decode(), config=config)

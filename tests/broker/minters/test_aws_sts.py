@@ -30,6 +30,7 @@ from keyward.providers.models import Provider
 from keyward.providers.services import create_provider, rotate_secret, update_provider
 from tests import local_http
 from tests.broker.conftest import World, allow, last_audit, make_agent, make_provider
+from tests.factories import repoint_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -406,14 +407,14 @@ def test_a_wrong_access_key_is_refused_by_aws(aws, connection_attempts, keys, co
 
 
 def test_a_dead_sts_endpoint_is_retried_a_bounded_number_of_times(aws, connection_attempts, closed_port):
-    update_provider(aws.provider, config=aws_config(aws.moto, endpoint_url=f"http://127.0.0.1:{closed_port}"))
+    repoint_provider(aws.provider, aws_config(aws.moto, endpoint_url=f"http://127.0.0.1:{closed_port}"))
 
     assert_mint_failed(aws.ask(), "unreachable")
     assert connection_attempts == [("127.0.0.1", closed_port)] * resilience.MAX_ATTEMPTS
 
 
 def test_the_breaker_opens_on_a_dead_endpoint_and_recovers(aws, connection_attempts, closed_port, monkeypatch):
-    update_provider(aws.provider, config=aws_config(aws.moto, endpoint_url=f"http://127.0.0.1:{closed_port}"))
+    repoint_provider(aws.provider, aws_config(aws.moto, endpoint_url=f"http://127.0.0.1:{closed_port}"))
     for _ in range(resilience.FAILURE_THRESHOLD):
         assert_mint_failed(aws.ask(), "unreachable")
     attempts = len(connection_attempts)
@@ -421,7 +422,7 @@ def test_the_breaker_opens_on_a_dead_endpoint_and_recovers(aws, connection_attem
     assert_mint_failed(aws.ask(), "circuit_open")
     assert len(connection_attempts) == attempts  # failed fast, without connecting
 
-    update_provider(aws.provider, config=aws_config(aws.moto))
+    repoint_provider(aws.provider, aws_config(aws.moto))
     monkeypatch.setattr(resilience, "OPEN_SECONDS", 0.0)  # the open period is over: one trial call
     assert aws.ask().status_code == 200
     assert aws.ask().status_code == 200  # closed again
@@ -441,7 +442,7 @@ def test_an_endpoint_that_resolves_to_the_metadata_address_at_connect_time_is_ne
 ):
     fake_dns["sts.rebind.test"] = [["169.254.169.254"]]
     port = aws.moto.url.rsplit(":", 1)[1]
-    update_provider(aws.provider, config=aws_config(aws.moto, endpoint_url=f"http://sts.rebind.test:{port}"))
+    repoint_provider(aws.provider, aws_config(aws.moto, endpoint_url=f"http://sts.rebind.test:{port}"))
 
     assert_mint_failed(aws.ask(), "url_destination_not_allowed")
     assert connection_attempts == []
@@ -494,7 +495,7 @@ def test_provider_failures_map_to_502_with_status_and_code_only(
 ):
     fake_sts = local_server()
     fake_sts.respond("/", body=body, status=status, headers={"Content-Type": "text/xml"})
-    update_provider(aws.provider, config=aws_config(aws.moto, endpoint_url=fake_sts.url("/")))
+    repoint_provider(aws.provider, aws_config(aws.moto, endpoint_url=fake_sts.url("/")))
 
     response = aws.ask()
     event = assert_mint_failed(response, upstream_error, upstream_status)
@@ -507,7 +508,7 @@ def test_a_hung_sts_endpoint_times_out_and_is_retried(aws, local_server, monkeyp
     release = threading.Event()
     hung = local_server()
     hung.respond("/", body=sts_error("Throttling"), status=400, hold=release)
-    update_provider(aws.provider, config=aws_config(aws.moto, endpoint_url=hung.url("/")))
+    repoint_provider(aws.provider, aws_config(aws.moto, endpoint_url=hung.url("/")))
     try:
         assert_mint_failed(aws.ask(), "timeout")
     finally:

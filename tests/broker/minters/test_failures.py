@@ -10,10 +10,10 @@ import pytest
 from broker.minters import http, resilience
 from broker.models import IssuedCredential, RevocationHandle
 from keyward.audit.models import AuditEvent
-from keyward.providers import services
 from tests.broker.conftest import last_audit
 from tests.broker.minters import setups
 from tests.broker.minters.stubs import Reply, Seen
+from tests.factories import repoint_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -175,7 +175,7 @@ def test_a_provider_that_never_answers_times_out(world, stubs, kind, monkeypatch
 def test_connection_refused_is_retried_then_refused(world, stubs, kind, closed_port, connection_attempts):
     setup = kind.start(world, stubs)
     config = {**setup.provider.config, kind.url_key: f"http://127.0.0.1:{closed_port}/oauth/token"}
-    services.update_provider(setup.provider, config=config)
+    repoint_provider(setup.provider, config)
     user_token, response = ask(world, setup)
     assert_failed_cleanly(response, setup, user_token, status=None, error="unreachable")
     assert connection_attempts == [("127.0.0.1", closed_port)] * resilience.MAX_ATTEMPTS
