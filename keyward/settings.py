@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "keyward.policies",
     "keyward.approvals",
     "keyward.outbox",
+    "keyward.siem",
     "keyward.core",
     "broker",
     "console",
@@ -160,6 +161,11 @@ AUTH_PASSWORD_VALIDATORS = [
 KEYWARD_SESSION_TTL = timedelta(hours=12)
 # The ceiling on the lifetime of any token keyward signs; retiring signing keys stay published this long.
 KEYWARD_MAX_CREDENTIAL_TTL = env_int("KEYWARD_MAX_CREDENTIAL_TTL", 86400, minimum=60)
+# Async audit exports: where workers write the files (shared with the web processes that serve
+# them), how long a finished file is kept, and how long a signed download link stays valid.
+KEYWARD_EXPORT_DIR = Path(env_str("KEYWARD_EXPORT_DIR", str(VAR_DIR / "exports")))
+KEYWARD_EXPORT_TTL = env_int("KEYWARD_EXPORT_TTL", 86400, minimum=60)
+KEYWARD_EXPORT_LINK_TTL = env_int("KEYWARD_EXPORT_LINK_TTL", 600, minimum=10)
 KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)
@@ -202,7 +208,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 SMTP_HOST = env_str("KEYWARD_SMTP_HOST")
-if SMTP_HOST is None:
+# Dev and tests: every email becomes a file in this directory (what a real worker sent, observably).
+EMAIL_FILE_DIR = env_str("KEYWARD_EMAIL_FILE_PATH")
+if SMTP_HOST is not None and EMAIL_FILE_DIR is not None:
+    raise ConfigError("set only one of KEYWARD_SMTP_HOST and KEYWARD_EMAIL_FILE_PATH")
+if EMAIL_FILE_DIR is not None:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = EMAIL_FILE_DIR
+elif SMTP_HOST is None:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 else:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -213,6 +226,18 @@ else:
     EMAIL_USE_TLS = env_bool("KEYWARD_SMTP_STARTTLS", True)
     EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("KEYWARD_EMAIL_FROM", "keyward <keyward@localhost>")
+
+# The operator's SIEM: every chain's audit events, streamed signed (docs/api.md, "SIEM streaming").
+KEYWARD_SIEM_WEBHOOK_URL = env_str("KEYWARD_SIEM_WEBHOOK_URL")
+KEYWARD_SIEM_WEBHOOK_SECRET = env_secret("KEYWARD_SIEM_WEBHOOK_SECRET")
+if (KEYWARD_SIEM_WEBHOOK_URL is None) != (KEYWARD_SIEM_WEBHOOK_SECRET is None):
+    raise ConfigError("set both KEYWARD_SIEM_WEBHOOK_URL and KEYWARD_SIEM_WEBHOOK_SECRET (or its _FILE), or neither")
+if KEYWARD_SIEM_WEBHOOK_URL is not None:
+    validate_http_url("KEYWARD_SIEM_WEBHOOK_URL", KEYWARD_SIEM_WEBHOOK_URL)  # checks; the URL is kept as given
+    if not DEV_MODE and not KEYWARD_SIEM_WEBHOOK_URL.lower().startswith("https://"):
+        raise ConfigError("KEYWARD_SIEM_WEBHOOK_URL must be an https:// URL outside dev mode")
+    if len(KEYWARD_SIEM_WEBHOOK_SECRET) < 32:  # keyward.siem.services.MIN_SECRET_LENGTH
+        raise ConfigError("KEYWARD_SIEM_WEBHOOK_SECRET must be at least 32 characters")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
@@ -238,6 +263,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "keyward.outbox.tasks.sweep_outbox", "schedule": 30.0},
     "expire-approvals": {"task": "keyward.approvals.tasks.expire_approvals", "schedule": 60.0},
     "retire-signing-keys": {"task": "keyward.crypto.tasks.retire_signing_keys", "schedule": 3600.0},
+    # Redelivers what a lost task, a dead worker or a Redis outage left behind; it also wakes retries.
+    "sweep-siem": {"task": "keyward.siem.tasks.sweep_siem", "schedule": 10.0},
+    "prune-audit-retention": {"task": "keyward.audit.tasks.prune_audit_retention", "schedule": 86400.0},
+    "expire-audit-exports": {"task": "keyward.audit.tasks.expire_audit_exports", "schedule": 900.0},
 }
 
 LANGUAGE_CODE = "en-us"

@@ -1,23 +1,32 @@
-"""The audit API: /v1/audit (list), /v1/audit/export (stream), /v1/audit/prune. Thin over services.py."""
+"""The audit API: /v1/audit (list), /v1/audit/export (stream), /v1/audit/prune, /v1/audit/exports (async).
+
+Thin over services.py and exports.py.
+"""
 
 from types import SimpleNamespace
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from keyward.accounts.models import Role
-from keyward.audit import services
+from keyward.audit import exports, services
 from keyward.audit.export import stream_csv, stream_json
-from keyward.audit.models import AuditEvent, Outcome
+from keyward.audit.models import AuditEvent, AuditExport, Outcome
 from keyward.audit.serializers import (
     AuditEventSerializer,
     AuditListParamsSerializer,
+    ExportCreatedSerializer,
     ExportParamsSerializer,
+    ExportRequestSerializer,
+    ExportStatusSerializer,
     PruneResponseSerializer,
     PruneSerializer,
 )
@@ -112,9 +121,82 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     @extend_schema(request=PruneSerializer, responses={200: PruneResponseSerializer})
     @action(detail=False, methods=["post"])
     def prune(self, request):
-        """Delete rows older than `days`, keeping the remaining chain verifiable; audited itself."""
+        """Delete rows older than `days` that every SIEM has received; the chain stays verifiable; audited."""
         days = validated(PruneSerializer, request.data)["days"]
-        deleted = services.prune(
+        result = services.prune(
             org=self.org, days=days, actor=request.user, audit_context=AuditContext.from_request(request)
         )
-        return Response(PruneResponseSerializer({"deleted": deleted}).data)
+        return Response(PruneResponseSerializer(result).data)
+
+
+class AuditExportViewSet(OrgScopedViewSet):
+    """Background exports of the org's audit log (viewer): request one, then poll it for a link."""
+
+    queryset = AuditExport.objects.all()
+    serializer_class = ExportStatusSerializer
+    required_role = Role.VIEWER
+    lookup_value_regex = "exp_[0-9a-f]{32}"
+
+    @extend_schema(
+        request=ExportRequestSerializer,
+        responses={202: ExportCreatedSerializer},
+        description="Queue an export of rows `since < seq <= until` (seqs; `until` defaults to the last row now).",
+    )
+    def create(self, request):
+        params = validated(ExportRequestSerializer, request.data)
+        export = exports.request_export(
+            self.org, actor=request.user, audit_context=AuditContext.from_request(request), **params
+        )
+        location = reverse("audit-exports-detail", kwargs={"pk": export.pk})
+        return Response(
+            ExportCreatedSerializer({"export_id": export.pk}).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": location},
+        )
+
+    def retrieve(self, request, *args, **kwargs):
+        export = self.get_object()
+        link = exports.download_link(export, request.user)
+        return Response(self.get_serializer(export, context={**self.get_serializer_context(), "link": link}).data)
+
+
+class FirstRenderer(BaseContentNegotiation):
+    """The download answers a file whatever `Accept` says; errors are JSON like everywhere else."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DownloadParamsSerializer(serializers.Serializer):
+    sig = serializers.CharField(max_length=1000)
+
+
+class AuditExportDownloadView(APIView):
+    """GET /v1/audit/exports/<id>/download?sig=…: the signature alone authorises it (no session)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    content_negotiation_class = FirstRenderer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("sig", str, required=True, description="The signature from `download_url`.")],
+        responses={
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY, description="The export file."),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export file."),
+        },
+    )
+    def get(self, request, export_id: str):
+        signature = validated(DownloadParamsSerializer, request.query_params)["sig"]
+        download = exports.open_download(export_id, signature, audit_context=AuditContext.from_request(request))
+        response = FileResponse(
+            download.file,
+            as_attachment=True,
+            filename=download.filename,
+            content_type=EXPORT_CONTENT_TYPES[download.export.format],
+        )
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response

@@ -11,6 +11,13 @@ ACCOUNT_DEACTIVATED = "account.deactivated"
 ACCOUNT_SUPERADMIN_CREATED = "account.superadmin_created"
 
 AUDIT_PRUNED = "audit.pruned"
+AUDIT_EXPORT_REQUESTED = "audit.export_requested"
+AUDIT_EXPORT_COMPLETED = "audit.export_completed"
+AUDIT_EXPORT_FAILED = "audit.export_failed"
+AUDIT_EXPORT_DOWNLOADED = "audit.export_downloaded"
+AUDIT_EXPORT_EXPIRED = "audit.export_expired"
+
+ORG_SETTINGS_CHANGED = "org.settings_changed"
 
 IDP_CREATED = "idp.created"
 IDP_UPDATED = "idp.updated"
@@ -44,3 +51,8 @@ APPROVAL_DENIED = "approval.denied"
 APPROVAL_EXPIRED = "approval.expired"
 APPROVAL_WEBHOOK_SET = "approval.webhook_set"
 APPROVAL_WEBHOOK_REMOVED = "approval.webhook_removed"
+
+SIEM_DESTINATION_SET = "siem.destination_set"
+SIEM_DESTINATION_REMOVED = "siem.destination_removed"
+SIEM_DELIVERY_PARKED = "siem.delivery_parked"  # the org's SIEM refused a batch (4xx): a human must look
+SIEM_DELIVERY_RETRIED = "siem.delivery_retried"

@@ -7,6 +7,7 @@ offline: `sha256(prev_hash || canonical JSON of the row without "hash")`.
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -19,8 +20,19 @@ STREAM_CHUNK_ROWS = 1_000
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def exported_rows(rows: models.QuerySet) -> Iterator[dict[str, Any]]:
-    for event in rows.iterator(chunk_size=STREAM_CHUNK_ROWS):
+@dataclass
+class RowTally:
+    """How many rows a stream has produced so far (a background export reports it when done)."""
+
+    rows: int = 0
+
+
+def exported_rows(
+    rows: models.QuerySet, chunk_rows: int = STREAM_CHUNK_ROWS, tally: RowTally | None = None
+) -> Iterator[dict[str, Any]]:
+    for event in rows.iterator(chunk_size=chunk_rows):
+        if tally is not None:
+            tally.rows += 1
         yield {**canonical_fields(event), "hash": event.hash}
 
 
@@ -36,17 +48,19 @@ def _batched(items: Iterable[str], size: int = STREAM_CHUNK_ROWS) -> Iterator[st
         yield "".join(batch)
 
 
-def stream_json(rows: models.QuerySet) -> Iterator[str]:
-    """A JSON array, one row per line."""
+def stream_json(
+    rows: models.QuerySet, *, chunk_rows: int = STREAM_CHUNK_ROWS, tally: RowTally | None = None
+) -> Iterator[str]:
+    """A JSON array, one row per line; `chunk_rows` rows per database fetch and per yielded chunk."""
 
     def pieces() -> Iterator[str]:
         separator = "\n"
-        for row in exported_rows(rows):
+        for row in exported_rows(rows, chunk_rows, tally):
             yield separator + json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             separator = ",\n"
 
     yield "["
-    yield from _batched(pieces())
+    yield from _batched(pieces(), chunk_rows)
     yield "\n]\n"
 
 
@@ -70,13 +84,15 @@ class _Line:
         return value
 
 
-def stream_csv(rows: models.QuerySet) -> Iterator[str]:
+def stream_csv(
+    rows: models.QuerySet, *, chunk_rows: int = STREAM_CHUNK_ROWS, tally: RowTally | None = None
+) -> Iterator[str]:
     """CSV with a header row; JSON-valued columns hold compact JSON; formula-looking cells are neutralised."""
     writer = csv.writer(_Line())
 
     def pieces() -> Iterator[str]:
         yield writer.writerow(EXPORT_COLUMNS)
-        for row in exported_rows(rows):
+        for row in exported_rows(rows, chunk_rows, tally):
             yield writer.writerow([_cell(row[column]) for column in EXPORT_COLUMNS])
 
-    yield from _batched(pieces())
+    yield from _batched(pieces(), chunk_rows)

@@ -95,3 +95,53 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{chain_key(self.org_id)}#{self.seq} {self.event_type} {self.outcome}"
+
+
+class ExportFormat(models.TextChoices):
+    JSON = "json", "JSON"
+    CSV = "csv", "CSV"
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+
+
+class AuditExport(models.Model):
+    """A background export of one org's rows `since_seq < seq <= until_seq` to a file.
+
+    The id is random (`exp_` + 128 bits) and also names the file, so neither a URL nor a path
+    can be guessed or chosen by a caller. The window is fixed when the export is requested.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="+")
+    format = models.CharField(max_length=8, choices=ExportFormat.choices)
+    since_seq = models.BigIntegerField()
+    until_seq = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=ExportStatus.choices, default=ExportStatus.PENDING)
+    requested_by = models.CharField(max_length=254, blank=True)  # the account's email, copied
+    row_count = models.BigIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=64, blank=True)  # a code, never an exception's text
+    attempts = models.PositiveIntegerField(default=0)
+    downloads = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # When the file (or, before it exists, the request) expires and is deleted.
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["org", "created_at"], name="audit_export_org_created"),
+            models.Index(fields=["status", "expires_at"], name="audit_export_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"

@@ -1,8 +1,10 @@
 """Query and body validation for the audit API, and the row shape it returns."""
 
+from datetime import datetime
+
 from rest_framework import serializers
 
-from keyward.audit.models import AuditEvent, Outcome
+from keyward.audit.models import AuditEvent, AuditExport, ExportFormat, Outcome
 from keyward.audit.services import MAX_PRUNE_DAYS
 
 MAX_SEQ = 2**63 - 1
@@ -60,3 +62,74 @@ class PruneSerializer(serializers.Serializer):
 
 class PruneResponseSerializer(serializers.Serializer):
     deleted = serializers.IntegerField()
+    held_for_siem = serializers.BooleanField(
+        help_text="True when older rows were kept because a SIEM destination has not received them yet."
+    )
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=ExportFormat.choices, default=ExportFormat.JSON)
+    since = serializers.IntegerField(
+        min_value=0, max_value=MAX_SEQ, default=0, help_text="Export rows with a larger seq (0: from the start)."
+    )
+    until = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_SEQ,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Export rows up to and including this seq (default and at most: the last row when requested).",
+    )
+
+    def validate(self, data):
+        if data["until"] is not None and data["until"] < data["since"]:
+            raise serializers.ValidationError({"until": ["Must not be smaller than since."]})
+        return data
+
+
+class ExportCreatedSerializer(serializers.Serializer):
+    export_id = serializers.CharField()
+
+
+class ExportStatusSerializer(serializers.ModelSerializer):
+    """An export's state; `download_url` (a signed link, valid for minutes) only once it is done.
+
+    The view passes the link it made (`context["link"]`); the serializer only renders it.
+    """
+
+    since = serializers.IntegerField(source="since_seq")
+    until = serializers.IntegerField(source="until_seq")
+    rows = serializers.IntegerField(source="row_count")
+    bytes = serializers.IntegerField(source="size_bytes")
+    download_url = serializers.SerializerMethodField()
+    download_expires_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditExport
+        fields = [
+            "id",
+            "status",
+            "format",
+            "since",
+            "until",
+            "rows",
+            "bytes",
+            "sha256",
+            "error",
+            "downloads",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "expires_at",
+            "download_url",
+            "download_expires_at",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, export: AuditExport) -> str | None:
+        link = self.context.get("link")
+        return None if link is None else self.context["request"].build_absolute_uri(link.url)
+
+    def get_download_expires_at(self, export: AuditExport) -> datetime | None:
+        link = self.context.get("link")
+        return None if link is None else link.expires_at

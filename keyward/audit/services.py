@@ -7,7 +7,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
-from keyward.audit import events
+from keyward.audit import delivery, events
 from keyward.audit.chain import compute_hash
 from keyward.audit.models import PLATFORM_CHAIN, AuditChain, AuditEvent, Outcome, chain_key
 from keyward.audit.writer import AccountLike, Actor, AuditContext, lock_chain_head, record_event
@@ -170,45 +170,86 @@ def export_window(org: Org, since: int) -> ExportWindow:
     return ExportWindow(rows=after.filter(seq__lte=until), next_since=next_since)
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    """What one prune did, and what it had to leave for later."""
+
+    deleted: int
+    checkpoint_seq: int
+    # Old rows stay because some SIEM destination has not received them yet (None: no SIEM).
+    siem_delivered_through: int | None
+    held_for_siem: bool
+    # `max_rows` stopped this prune; more old rows may go in the next one.
+    more: bool
+
+
 def prune(
-    *, org: Org, days: int, actor: Actor | AccountLike | None = None, audit_context: AuditContext | None = None
-) -> int:
-    """Delete the org's rows older than `days`, keep a checkpoint, and audit the prune. Returns the count.
+    *,
+    org: Org,
+    days: int,
+    actor: Actor | AccountLike | None = None,
+    audit_context: AuditContext | None = None,
+    max_rows: int | None = None,
+    record_if_empty: bool = True,
+) -> PruneResult:
+    """Delete the org's rows older than `days`, keep a checkpoint, and audit the prune.
 
     Only a prefix of the chain goes: rows before the first row that is not old, so a row newer than
-    the cutoff never goes even if clocks stepped back. The checkpoint (seq and hash of the last
-    deleted row) lets the remaining chain verify; the `audit.pruned` row records it too.
+    the cutoff never goes even if clocks stepped back; and never a row past the seq every SIEM
+    destination has received, so streaming loses nothing. `max_rows` bounds one call (the chain
+    lock, which issuance also takes, is held while rows are deleted). The checkpoint (seq and hash
+    of the last deleted row) lets the remaining chain verify; the `audit.pruned` row records it
+    too. With `record_if_empty` False a prune that deletes nothing writes no row (idempotent runs).
     """
     if not 1 <= days <= MAX_PRUNE_DAYS:
         raise InvalidRequest(
             "days is out of range.", fields={"days": [f"Must be a whole number from 1 to {MAX_PRUNE_DAYS}."]}
         )
+    if max_rows is not None and max_rows < 1:
+        raise ValueError("max_rows must be at least 1")
     cutoff = timezone.now() - timedelta(days=days)
+    # Read before the lock: the delivered cursor only grows, so a stale read is merely conservative.
+    delivered = delivery.siem_delivered_through(org)
     with transaction.atomic():
         head = lock_chain_head(chain_key(org))
         rows = events_of(org)
         first_kept = rows.filter(created_at__gte=cutoff).order_by("seq").values_list("seq", flat=True).first()
-        doomed = rows.filter(seq__lt=first_kept) if first_kept is not None else rows
+        old = rows.filter(seq__lt=first_kept) if first_kept is not None else rows
+        allowed = old if delivered is None else old.filter(seq__lte=delivered)
+        doomed, more = allowed, False
+        if max_rows is not None:
+            edge = next(iter(allowed.order_by("seq").values_list("seq", flat=True)[max_rows - 1 : max_rows]), None)
+            if edge is not None:
+                doomed = allowed.filter(seq__lte=edge)
+                more = allowed.filter(seq__gt=edge).exists()
+        held = delivered is not None and old.filter(seq__gt=delivered).exists()
         last_doomed = doomed.order_by("-seq").values_list("seq", "hash").first()
         deleted = 0
         if last_doomed is not None:
             deleted, _ = doomed.delete()
             head.checkpoint_seq, head.checkpoint_hash = last_doomed
             head.save(update_fields=["checkpoint_seq", "checkpoint_hash"])
-        record_event(
-            org=org,
-            event_type=events.AUDIT_PRUNED,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            context=audit_context,
-            detail={
+        if deleted or record_if_empty:
+            detail: dict[str, Any] = {
                 "days": days,
                 "deleted": deleted,
                 "checkpoint_seq": head.checkpoint_seq,
                 "checkpoint_hash": head.checkpoint_hash,
-            },
-        )
-    return deleted
+            }
+            if delivered is not None:
+                detail["siem_delivered_through"] = delivered
+                detail["held_for_siem"] = held
+            if more:
+                detail["more_to_prune"] = True
+            record_event(
+                org=org,
+                event_type=events.AUDIT_PRUNED,
+                outcome=Outcome.SUCCESS,
+                actor=actor,
+                context=audit_context,
+                detail=detail,
+            )
+    return PruneResult(deleted, head.checkpoint_seq, delivered, held, more)
 
 
 def filter_events(

@@ -10,9 +10,11 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from django.db import DatabaseError, transaction
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -33,6 +35,12 @@ _JSON_FACTS = ("delegation_chain", "detail")
 SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "key", "code", "assertion", "otp", "private")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+# Sent once the transaction holding a new row has committed (never for a row that rolled back),
+# with `chain` (the chain key), `org_id` and `seq`. SIEM streaming listens to wake a delivery.
+# Receivers run after the caller's commit, on its thread: they must be quick and must not raise.
+audit_event_recorded = Signal()
 
 
 class AuditUnavailable(ServiceError):
@@ -139,7 +147,12 @@ def record_event(
     except DatabaseError as exc:
         logger.exception("audit write failed: chain=%s event=%s", key, event_type)
         raise AuditUnavailable("The audit log is unavailable, so the action was not performed.") from exc
+    transaction.on_commit(partial(_announce, key, event.org_id, event.seq), robust=True)
     return event
+
+
+def _announce(chain: str, org_id: int | None, seq: int) -> None:
+    audit_event_recorded.send(sender=AuditEvent, chain=chain, org_id=org_id, seq=seq)
 
 
 def record_committed_event(**kwargs: Any) -> AuditEvent:

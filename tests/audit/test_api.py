@@ -287,9 +287,9 @@ def test_prune_matrix(callers):
 
     responses = assert_permission_matrix(callers, "POST", "/v1/audit/prune", ADMIN_WRITE, data={"days": 30})
 
-    assert responses["other_org"].json() == {"deleted": 2}
-    assert responses["admin"].json() == {"deleted": 3}
-    assert responses["owner"].json() == {"deleted": 0}
+    assert responses["other_org"].json() == {"deleted": 2, "held_for_siem": False}
+    assert responses["admin"].json() == {"deleted": 3, "held_for_siem": False}
+    assert responses["owner"].json() == {"deleted": 0, "held_for_siem": False}
     assert verify_chain(callers.org).ok
     assert verify_chain(callers.other_org.org).ok
 
@@ -304,7 +304,7 @@ def test_prune_keeps_the_chain_verifiable_and_is_itself_audited(callers):
     response = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == {"deleted": 5}
+    assert response.json() == {"deleted": 5, "held_for_siem": False}
     assert list(AuditEvent.objects.filter(org=callers.org).order_by("seq").values_list("seq", flat=True)) == [
         6,
         7,
@@ -326,7 +326,7 @@ def test_prune_keeps_the_chain_verifiable_and_is_itself_audited(callers):
 
     # A second prune moves the checkpoint again; the chain still verifies and keeps growing.
     second = callers.client("owner").post("/v1/audit/prune", {"days": 5}, format="json")
-    assert second.json() == {"deleted": 3}
+    assert second.json() == {"deleted": 3, "held_for_siem": False}
     make_audit_events(callers.org, 2)
     assert verify_chain(callers.org).ok
     assert AuditChain.objects.get(key=chain_key(callers.org)).checkpoint_seq == 8
@@ -340,7 +340,7 @@ def test_prune_never_deletes_a_row_newer_than_the_cutoff_even_after_a_clock_step
 
     response = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
 
-    assert response.json() == {"deleted": 2}
+    assert response.json() == {"deleted": 2, "held_for_siem": False}
     assert AuditEvent.objects.filter(org=callers.org, seq__in=[3, 4]).count() == 2
     assert verify_chain(callers.org).ok
 

@@ -113,3 +113,25 @@ def test_export_of_more_than_50000_rows_pages_through_the_header(callers):
     assert lines[1].startswith(f"{total},")
     assert "X-Keyward-Next-Since" not in second
     assert verify_chain(callers.org).ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_background_export_of_more_than_50000_rows_has_no_cap(
+    callers, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.KEYWARD_EXPORT_DIR = tmp_path
+    total = EXPORT_MAX_ROWS + 1
+    bulk_chain(callers.org, total)
+    client = callers.client("viewer")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post("/v1/audit/exports", {"format": "csv"}, format="json")
+
+    status = client.get(f"/v1/audit/exports/{created.json()['export_id']}").json()
+    assert (status["status"], status["rows"], status["until"]) == ("done", total, total)
+    download = client.get(status["download_url"].removeprefix("http://testserver"))
+    lines = b"".join(download.streaming_content).decode().splitlines()
+    assert len(lines) == total + 1  # header + every row
+    assert lines[1].startswith("1,")
+    assert lines[-1].startswith(f"{total},")
