@@ -7,6 +7,8 @@ secrets persisted there and Celery tasks run in-process.
 from datetime import timedelta
 from pathlib import Path
 
+from kombu import Queue
+
 from keyward.config import (
     ConfigError,
     database_from_url,
@@ -249,8 +251,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers a task whose worker died (acks_late) after this long; the outbox sweep is faster.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A Redis that does not answer costs a request at most the connect timeout (keyward.core.queueing).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 3}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Declared, so a plain `celery -A keyward worker` consumes every queue; `-Q` splits them when needed.
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "notifications", "siem", "maintenance")]
 CELERY_TASK_ROUTES = {
     "keyward.outbox.tasks.deliver_outbox_message": {"queue": "notifications"},
     "keyward.siem.tasks.*": {"queue": "siem"},
@@ -310,5 +315,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("KEYWARD_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # Libraries that log request URLs or bodies at DEBUG stay at INFO even when keyward logs DEBUG:
+    # a provider's URL or a token endpoint's answer must never reach a log line.
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "urllib3": {"level": "INFO"},
+        "botocore": {"level": "INFO"},
+        "boto3": {"level": "INFO"},
+    },
 }

@@ -6,6 +6,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from keyward.core import queueing
 from tests.permissions import make_callers
 
 SERVICES_PASS = os.environ.get("KEYWARD_TEST_SERVICES") == "1"
@@ -30,6 +31,12 @@ def _require_services(request):
         assert connection.vendor == "postgresql", "services pass without PostgreSQL: set KEYWARD_DATABASE_URL"
     if request.node.get_closest_marker("redis"):
         assert settings.REDIS_URL, "services pass without Redis: set KEYWARD_REDIS_URL"
+
+
+@pytest.fixture(autouse=True)
+def _queueing_not_paused():
+    """A broker refusal pauses queueing for the whole process; one test's outage must not leak."""
+    queueing.resume()
 
 
 @pytest.fixture(autouse=True)

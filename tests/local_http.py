@@ -6,6 +6,7 @@ Each server counts the requests it receives, so a test can prove that something 
 import ipaddress
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,16 @@ import pytest
 from keyward.net import outbound
 
 HOLD_LIMIT_SECONDS = 10  # a held response is released by the test's teardown long before this
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a timeout test, a killed worker) is expected, not an error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -34,8 +45,7 @@ class LocalServer:
         self.bodies: list[bytes] = []  # request bodies, in the order of `requests`
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

@@ -1,8 +1,6 @@
 """Humans deciding parked requests, approvals expiring, and the org's approval webhook."""
 
-import hashlib
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,6 +11,7 @@ from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import Actor, AuditContext, record_event
 from keyward.core.exceptions import Conflict, Forbidden
+from keyward.crypto.envelope import fingerprint
 from keyward.net.ssrf import validate_outbound_url
 from keyward.tenancy.models import Org
 
@@ -92,9 +91,8 @@ def set_webhook(org: Org, *, url: str, secret: str, actor=None, audit_context=No
     url = validate_outbound_url(url, field="url")
     with transaction.atomic():
         webhook = ApprovalWebhook.objects.select_for_update().filter(org=org).first() or ApprovalWebhook(org=org)
-        webhook.url = url
-        webhook.secret_fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:16]
-        webhook.seal_secret(secret.encode())
+        webhook.secret_fingerprint = fingerprint(secret.encode())
+        webhook.seal_destination(url, secret)
         webhook.save()
         record_event(
             org=org,
@@ -102,14 +100,9 @@ def set_webhook(org: Org, *, url: str, secret: str, actor=None, audit_context=No
             outcome=Outcome.SUCCESS,
             actor=actor,
             context=audit_context,
-            detail={"host": webhook_host(url), "fingerprint": webhook.secret_fingerprint},
+            detail={"host": webhook.host, "fingerprint": webhook.secret_fingerprint},
         )
     return webhook
-
-
-def webhook_host(url: str) -> str:
-    """Only the host is ever shown or audited: webhook URLs (Slack's, say) often embed a secret."""
-    return urlsplit(url).hostname or ""
 
 
 def remove_webhook(org: Org, *, actor=None, audit_context=None) -> None:

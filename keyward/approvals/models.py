@@ -1,4 +1,6 @@
+import json
 import uuid
+from urllib.parse import urlsplit
 
 from django.db import models
 
@@ -57,20 +59,31 @@ class Approval(models.Model):
 
 
 class ApprovalWebhook(SealedSecretFields):
-    """An org's optional approval-notification webhook; its HMAC signing secret is sealed."""
+    """An org's optional approval-notification webhook. The URL and the HMAC signing secret are
+    sealed together (a Slack-style URL is itself a secret); only the host is kept in the clear."""
 
     SEAL_PURPOSE = "approval_webhook_secret"
+    SEAL_VERSION = 2  # the sealed value is JSON {url, secret}; version 1 sealed the bare secret
 
     org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="approval_webhook")
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    url = models.CharField(max_length=2000)
+    host = models.CharField(max_length=255)
     secret_fingerprint = models.CharField(max_length=32)
     updated_at = models.DateTimeField(auto_now=True)
 
     seal_select_related = ("org",)
 
     def __str__(self) -> str:
-        return self.url
+        return f"{self.org_id} → {self.host}"
 
     def seal_context(self) -> SealContext:
-        return SealContext(org=self.org, purpose=self.SEAL_PURPOSE, object_id=self.uid, version=1)
+        return SealContext(org=self.org, purpose=self.SEAL_PURPOSE, object_id=self.uid, version=self.SEAL_VERSION)
+
+    def seal_destination(self, url: str, secret: str) -> None:
+        self.host = urlsplit(url).hostname or ""
+        self.seal_secret(json.dumps({"url": url, "secret": secret}).encode())
+
+    def unseal_destination(self) -> tuple[str, str]:
+        """(url, secret); raises DecryptionError if the seal cannot be opened."""
+        sealed = json.loads(self.unseal_secret())
+        return sealed["url"], sealed["secret"]

@@ -78,4 +78,5 @@ def deliver_webhook(message: OutboxMessage) -> None:
     webhook = ApprovalWebhook.objects.select_related("org").filter(org_id=message.org_id).first()
     if webhook is None:
         return  # removed since: nothing to deliver
-    post_signed(webhook.url, message.payload, secret=webhook.unseal_secret(), event_id=f"outbox-{message.pk}")
+    url, secret = webhook.unseal_destination()
+    post_signed(url, message.payload, secret=secret.encode(), event_id=f"outbox-{message.pk}")

@@ -1,7 +1,6 @@
 from rest_framework import serializers
 
-from keyward.approvals.decisions import webhook_host
-from keyward.approvals.models import Approval, ApprovalStatus, ApprovalWebhook
+from keyward.approvals.models import Approval, ApprovalStatus
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -47,9 +46,6 @@ class WebhookSerializer(serializers.Serializer):
 class WebhookStateSerializer(serializers.Serializer):
     """What an admin may see of the webhook: the host and a fingerprint of the secret."""
 
-    host = serializers.SerializerMethodField()
+    host = serializers.CharField()
     secret_fingerprint = serializers.CharField()
     updated_at = serializers.DateTimeField()
-
-    def get_host(self, webhook: ApprovalWebhook) -> str:
-        return webhook_host(webhook.url)

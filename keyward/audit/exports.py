@@ -33,6 +33,7 @@ from keyward.audit.models import AuditChain, AuditExport, ExportFormat, ExportSt
 from keyward.audit.services import events_of
 from keyward.audit.writer import AccountLike, Actor, AuditContext, record_event
 from keyward.core.exceptions import Forbidden, NotFound, RateLimited, ServiceError
+from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.tenancy.models import Org
 from keyward.tenancy.scoping import scope_to_org
 
@@ -146,10 +147,7 @@ def dispatch(export_id: str) -> None:
     """Hand an export to Celery. If the broker is unreachable, the periodic sweep queues it later."""
     from keyward.audit.tasks import write_audit_export
 
-    try:
-        write_audit_export.delay(export_id)
-    except Exception:
-        logger.warning("audit export %s: could not queue it now; the sweep will", export_id, exc_info=True)
+    queue_or_leave_to_sweep(write_audit_export, (export_id,), what=f"audit export {export_id}")
 
 
 # --- writing (in the worker) ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ version fails to open. Rotating a KEK re-wraps data keys only; the data itself i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -125,6 +126,19 @@ def _unwrap_data_key(sealed: Sealed, context: SealContext) -> bytes:
     if len(data_key) != DATA_KEY_BYTES:
         raise DecryptionError(f"cannot open {context.describe()}: the data key has the wrong length")
     return data_key
+
+
+FINGERPRINT_HEX_CHARS = 16
+
+
+def fingerprint(plaintext: bytes) -> str:
+    """The first 16 hex characters (64 bits) of SHA-256 of the secret: enough to tell versions apart.
+
+    Publishing an unsalted hash is acceptable because provider secrets are high-entropy keys (API keys,
+    private keys, client secrets) that no one can guess and check against a hash; 64 bits also
+    leave most of the digest unpublished. It must never be used for low-entropy values like passwords.
+    """
+    return hashlib.sha256(plaintext).hexdigest()[:FINGERPRINT_HEX_CHARS]
 
 
 class SealedSecretFields(models.Model):

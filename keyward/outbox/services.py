@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.outbox.models import MessageStatus, OutboxMessage
 from keyward.tenancy.models import Org
 
@@ -57,10 +58,7 @@ def dispatch(message_id: int) -> None:
     """Hand a message to Celery. If the broker is unreachable, the periodic sweep delivers it later."""
     from keyward.outbox.tasks import deliver_outbox_message
 
-    try:
-        deliver_outbox_message.delay(message_id)
-    except Exception:
-        logger.warning("outbox: could not queue message %s now; the sweep will deliver it", message_id, exc_info=True)
+    queue_or_leave_to_sweep(deliver_outbox_message, (message_id,), what=f"outbox message {message_id}")
 
 
 def backoff(attempts: int) -> timedelta:

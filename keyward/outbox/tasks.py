@@ -2,6 +2,7 @@
 
 from celery import current_app, shared_task
 
+from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.outbox import services
 from keyward.outbox.models import MessageStatus, OutboxMessage
 
@@ -13,7 +14,7 @@ def deliver_outbox_message(message_id: int) -> str:
         # Failed but retryable: try again when the backoff says (the sweep is the safety net).
         due = OutboxMessage.objects.filter(pk=message_id).values_list("next_attempt_at", flat=True).first()
         if due is not None:
-            deliver_outbox_message.apply_async((message_id,), eta=due)
+            queue_or_leave_to_sweep(deliver_outbox_message, (message_id,), eta=due, what=f"outbox message {message_id}")
     return status
 
 

@@ -5,7 +5,6 @@ A secret's plaintext only ever passes through here on its way into `ProviderSecr
 put in an exception message; responses and audit rows carry its version and fingerprint only.
 """
 
-import hashlib
 import json
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import AuditContext, record_event
 from keyward.core.exceptions import Conflict, InvalidRequest, ServiceError
+from keyward.crypto.envelope import fingerprint
 from keyward.crypto.errors import DecryptionError
 from keyward.providers import kinds
 from keyward.providers.kinds import PreparedSecret
@@ -23,18 +23,7 @@ from keyward.providers.models import Provider, ProviderKind, ProviderSecret
 from keyward.tenancy.models import Org
 
 DEFAULT_MAX_TTL_SECONDS = 3600
-FINGERPRINT_HEX_CHARS = 16
 UPDATABLE_FIELDS = ("description", "config", "scopes", "max_ttl_seconds")
-
-
-def fingerprint(plaintext: bytes) -> str:
-    """The first 16 hex characters (64 bits) of SHA-256 of the secret: enough to tell versions apart.
-
-    Publishing an unsalted hash is acceptable because provider secrets are high-entropy keys (API keys,
-    private keys, client secrets) that no one can guess and check against a hash; 64 bits also
-    leave most of the digest unpublished. It must never be used for low-entropy values like passwords.
-    """
-    return hashlib.sha256(plaintext).hexdigest()[:FINGERPRINT_HEX_CHARS]
 
 
 def providers_with_secret_metadata(queryset: models.QuerySet | None = None) -> models.QuerySet:

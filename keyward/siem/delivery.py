@@ -35,13 +35,13 @@ from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from kombu.exceptions import KombuError
 
 from keyward.audit import events
 from keyward.audit.export import exported_rows
 from keyward.audit.models import AuditChain, Outcome, chain_key
 from keyward.audit.services import events_of
 from keyward.audit.writer import Actor, record_event
+from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.crypto.errors import DecryptionError
 from keyward.outbox.services import DeliveryError
 from keyward.outbox.webhooks import post_signed
@@ -55,7 +55,6 @@ MAX_BATCHES_PER_RUN = 10
 RUN_BUDGET_SECONDS = 60.0  # no new batch starts after this; the task then queues its own follow-up
 BASE_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 300.0
-DISPATCH_PAUSE_SECONDS = 5.0  # after the broker refused a task, wake nothing for this long (the sweep covers)
 SWEEP_LIMIT = 500
 
 
@@ -362,31 +361,11 @@ def due_cursors(now: datetime | None = None) -> list[tuple[str, int | None]]:
     return list(due)
 
 
-_dispatch_paused_until = 0.0
-
-
 def dispatch(kind: str, org_id: int | None, *, eta: datetime | None = None) -> bool:
-    """Queue a delivery. Never raises: if the broker cannot take it, the sweep delivers later.
-
-    Once the broker has refused, nothing is queued from this process for DISPATCH_PAUSE_SECONDS,
-    so an unreachable Redis costs issuance at most one failed attempt per pause, not one per row.
-    With no broker (eager mode) the delivery runs here and now.
-    """
-    global _dispatch_paused_until
+    """Queue a delivery (in eager mode: run it now). Never raises; the sweep covers a refusal."""
     from keyward.siem.tasks import deliver_siem
 
-    if time.monotonic() < _dispatch_paused_until:
-        return False
-    try:
-        deliver_siem.apply_async((kind, org_id), eta=eta, retry=False)
-    except (KombuError, OSError):
-        _dispatch_paused_until = time.monotonic() + DISPATCH_PAUSE_SECONDS
-        logger.warning("siem: could not queue a delivery for %s; the sweep will deliver it", chain_key(org_id))
-        return False
-    except Exception:
-        logger.exception("siem: delivery for %s failed; the sweep will retry it", chain_key(org_id))
-        return False
-    return True
+    return queue_or_leave_to_sweep(deliver_siem, (kind, org_id), eta=eta, what=f"SIEM delivery for {chain_key(org_id)}")
 
 
 def on_audit_event_recorded(sender, *, chain: str, org_id: int | None, seq: int, **kwargs) -> None:

@@ -8,12 +8,12 @@ from rest_framework.test import APIClient
 
 from keyward.agents.models import Agent
 from keyward.audit.models import AuditEvent
+from keyward.crypto.envelope import fingerprint
 from keyward.crypto.signing import clear_key_cache
 from keyward.idp.dev import issue_dev_user_token
 from keyward.jose.jwks import clear_jwks_cache
 from keyward.policies.models import Effect, Policy
 from keyward.providers.models import Provider, ProviderKind, ProviderSecret
-from keyward.providers.services import fingerprint
 from keyward.tenancy.models import Org
 from tests.factories import make_org
 

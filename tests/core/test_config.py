@@ -203,3 +203,26 @@ def test_each_deploy_warning_fires_when_it_should(tmp_path, env, warning):
 def test_keyward_deploy_warnings_stay_quiet_otherwise(tmp_path, env):
     result = deploy_check(env, tmp_path)
     assert "keyward.W" not in result.stdout + result.stderr
+
+
+def test_debug_logging_never_shows_outbound_urls(tmp_path):
+    """At KEYWARD_LOG_LEVEL=DEBUG, urllib3 would log every request line, query string and all."""
+    code = (
+        "import threading, requests\n"
+        "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n"
+        "class Ok(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(204); self.end_headers()\n"
+        "    def log_message(self, *args): pass\n"
+        "server = ThreadingHTTPServer(('127.0.0.1', 0), Ok)\n"
+        "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
+        "url = f'http://127.0.0.1:{server.server_port}/token?code=leaky-secret-123'\n"
+        "print(requests.get(url, timeout=5).status_code)\n"
+        "import logging; logging.getLogger('keyward.probe').debug('debug logging is on')\n"
+        "server.shutdown()\n"
+    )
+    result = run_manage({"KEYWARD_LOG_LEVEL": "DEBUG"}, "shell", "--no-imports", "-c", code, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "204"
+    assert "debug logging is on" in result.stderr  # DEBUG really is on
+    assert "leaky-secret-123" not in result.stdout + result.stderr

@@ -3,16 +3,19 @@
 import hashlib
 import hmac
 import json
+import logging
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from keyward.approvals import decisions
 from keyward.outbox import services
 from keyward.outbox.models import MessageStatus, OutboxMessage
-from keyward.outbox.tasks import sweep_outbox
+from keyward.outbox.tasks import deliver_outbox_message, sweep_outbox
 from keyward.outbox.webhooks import SIGNATURE_HEADER
+from keyward.policies.models import Effect, Policy
 from tests import local_http
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +74,40 @@ def test_a_failing_receiver_is_retried_with_backoff_then_recovers(callers, hooke
     assert sweep_outbox() == 1
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
+
+
+def test_a_broker_outage_costs_issuance_one_attempt_and_the_sweep_delivers(
+    callers, hooked, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    """Redis down: approvals still open, the broker is tried once (then paused), and nothing is lost."""
+    from kombu.exceptions import OperationalError
+
+    from tests.approvals.conftest import WRITE, World, allow, make_agent, make_provider
+
+    attempts = []
+
+    def broker_down(*args, **kwargs):
+        attempts.append(kwargs)
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(deliver_outbox_message, "apply_async", broker_down)
+    allow(callers.org, provider="stripe")
+    Policy.objects.create(org=callers.org, provider="stripe", scope="charges:write", effect=Effect.REQUIRE_APPROVAL)
+    world = World(callers.org, make_agent(callers.org), make_provider(callers.org), APIClient())
+    users = [f"user-{n}@example.com" for n in range(3)]  # three people: three approvals, three webhooks
+    with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
+        answers = [world.ask(WRITE, token=world.user_token(sub=user)).status_code for user in users]
+
+    assert answers == [202, 202, 202]
+    assert [attempt["retry"] for attempt in attempts] == [False]  # one quick refusal, no retries, then paused
+    assert "the sweep will pick it up" in caplog.text
+    assert hooked.count("/hook") == 0
+    assert OutboxMessage.objects.filter(status=MessageStatus.PENDING).count() == 6  # an email and a webhook each
+
+    monkeypatch.undo()
+    assert sweep_outbox() == 6
+    assert hooked.count("/hook") == 3
+    assert not OutboxMessage.objects.exclude(status=MessageStatus.DELIVERED).exists()
 
 
 def test_a_4xx_parks_the_message_and_an_operator_can_retry_it(

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from keyward.audit.models import AuditEvent
-from keyward.siem import delivery, services
+from keyward.siem import services
 from keyward.siem.models import SiemCursor
 from keyward.tenancy.models import Org
 from tests import local_http
@@ -15,12 +15,6 @@ local_server = local_http.local_server
 
 SECRET = "siem-test-secret-0123456789abcdef-xyz"
 PLATFORM_SECRET = "platform-siem-secret-fedcba9876543210-abc"
-
-
-@pytest.fixture(autouse=True)
-def _dispatch_not_paused(monkeypatch):
-    """A broker failure in one test must not pause waking in the next (the pause is per process)."""
-    monkeypatch.setattr(delivery, "_dispatch_paused_until", 0.0)
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from keyward.outbox.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER
+from tests.local_http import QuietHTTPServer
 
 REPLAY_WINDOW_SECONDS = 300
 HOLD_LIMIT_SECONDS = 20  # a held answer is released by the test long before this
@@ -53,8 +54,7 @@ class SiemReceiver:
         self._answers: deque[int] = deque()
         self._hold: threading.Event | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from keyward.audit.export import exported_rows
 from keyward.audit.models import AuditChain, AuditEvent
 from keyward.audit.writer import audit_event_recorded, record_event
+from keyward.core import queueing
 from keyward.net import outbound
 from keyward.siem import delivery, services
 from keyward.siem.delivery import RunOutcome
@@ -300,15 +301,19 @@ def test_a_broker_that_cannot_take_the_task_does_not_fail_the_request(
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(deliver_siem, "apply_async", broker_down)
-    with caplog.at_level(logging.WARNING, logger="keyward.siem"), django_capture_on_commit_callbacks(execute=True):
+    with (
+        caplog.at_level(logging.WARNING, logger="keyward.core.queueing"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         first = world.ask()
         second = world.ask()
     assert (first.status_code, second.status_code) == (200, 200)
     assert len(queued) == 1  # after a refusal, waking pauses: the second issuance did not wait on the broker
-    assert "the sweep will deliver it" in caplog.text
+    assert "the sweep will pick it up" in caplog.text
     assert streaming.received == []
 
     monkeypatch.undo()
+    queueing.resume()  # the pause has run out
     make_due()
     assert sweep_siem() == 1
     assert streaming.accepted_ids == chain_ids(callers.org)

@@ -44,7 +44,6 @@ from tests.siem.receiver import SiemReceiver, signature_is_valid
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-QUEUES = "default,notifications,siem,maintenance"
 START_TIMEOUT = 60.0
 DELIVERY_TIMEOUT = 60.0
 HOOK_SECRET = "approval-hook-secret-0123456789"
@@ -194,7 +193,7 @@ def workers(transactional_db, broker, tmp_path, mail_dir, settings) -> Iterator[
             env["KEYWARD_SIEM_WEBHOOK_URL"] = settings.KEYWARD_SIEM_WEBHOOK_URL
             env["KEYWARD_SIEM_WEBHOOK_SECRET"] = settings.KEYWARD_SIEM_WEBHOOK_SECRET
         log = tmp_path / f"worker-{len(started) + 1}.log"
-        command = [sys.executable, "-m", "celery", "-A", "keyward", "worker", "--pool=solo", "-Q", QUEUES]
+        command = [sys.executable, "-m", "celery", "-A", "keyward", "worker", "--pool=solo"]  # as deployed: no -Q
         command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "WARNING", "-n", name]
         with log.open("wb") as output:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
