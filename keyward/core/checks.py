@@ -39,4 +39,14 @@ def keyward_deploy_checks(app_configs=None, **kwargs) -> list[Warning]:
                 id="keyward.W003",
             )
         )
+    if settings.REDIS_URL is None and not settings.DEV_MODE:
+        warnings.append(
+            Warning(
+                "KEYWARD_REDIS_URL is unset outside dev mode.",
+                hint="Without Redis, background work (approval notifications, SIEM delivery, audit exports) "
+                "runs inside web requests, beat's sweeps and expiry never run, and sign-in throttling counts "
+                "per process. Set KEYWARD_REDIS_URL and run a worker and beat.",
+                id="keyward.W004",
+            )
+        )
     return warnings

@@ -181,8 +181,9 @@ def test_behind_a_tls_proxy_the_client_is_one_hop_away_by_default(tmp_path, env,
         ({**CI_PRODUCTION, "KEYWARD_DEV_MODE": "1"}, "keyward.W001"),
         ({**CI_PRODUCTION, "KEYWARD_ALLOW_PRIVATE_URLS": "1"}, "keyward.W002"),
         ({**CI_PRODUCTION, "KEYWARD_TRUSTED_PROXY_HOPS": "0"}, "keyward.W003"),
+        ({k: v for k, v in CI_PRODUCTION.items() if k != "KEYWARD_REDIS_URL"}, "keyward.W004"),
     ],
-    ids=["dev-mode-on-postgresql", "private-urls-in-production", "proxy-with-zero-hops"],
+    ids=["dev-mode-on-postgresql", "private-urls-in-production", "proxy-with-zero-hops", "no-redis-in-production"],
 )
 def test_each_deploy_warning_fires_when_it_should(tmp_path, env, warning):
     result = deploy_check(env, tmp_path)
