@@ -33,6 +33,7 @@ class Caller:
     end_user: str
     parent: IssuedCredential | None = None
     chain: list[str] = field(default_factory=list)
+    end_user_email: str = ""  # the user token's email claim, kept along the delegation chain
 
 
 def authenticate_user(token: str) -> Caller:
@@ -42,7 +43,7 @@ def authenticate_user(token: str) -> Caller:
         raise InvalidUserToken(
             f"The end-user token was refused: {exc}", detail={"verification": str(exc.reason)}
         ) from None
-    return Caller(org=user.org, end_user=user.subject)
+    return Caller(org=user.org, end_user=user.subject, end_user_email=user.email)
 
 
 def authenticate_delegation(token: str) -> Caller:
@@ -72,7 +73,13 @@ def authenticate_delegation(token: str) -> Caller:
         raise InvalidDelegation("The parent credential was revoked.", detail={"parent_jti": parent.jti})
     if parent.expires_at <= timezone.now():
         raise InvalidDelegation("The parent credential has expired.", detail={"parent_jti": parent.jti})
-    return Caller(org=parent.org, end_user=parent.end_user, parent=parent, chain=list(parent.chain))
+    return Caller(
+        org=parent.org,
+        end_user=parent.end_user,
+        parent=parent,
+        chain=list(parent.chain),
+        end_user_email=parent.end_user_email,
+    )
 
 
 def resolve_agent(org: Org, name: str) -> Agent:

@@ -19,6 +19,7 @@ class IssuedCredential(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="issued_credentials")
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="issued_credentials")
     end_user = models.CharField(max_length=255)
+    end_user_email = models.CharField(max_length=254, blank=True, default="")
     scope = models.CharField(max_length=1000)
     environment = models.CharField(max_length=64)
     token_type = models.CharField(max_length=40)

@@ -199,6 +199,9 @@ def _decide_and_issue(issuance: Issuance) -> BrokerAnswer:
         issuance.approval = _approval_gate(issuance)
         if issuance.approval is None:
             return BrokerAnswer(202, {"status": "pending_approval", "approval_id": facts.detail["approval_id"]})
+        # A human approved the lifetime they were shown; a retry asking for longer gets no more.
+        issuance.ttl_seconds = min(issuance.ttl_seconds, issuance.approval.ttl_seconds)
+        facts.detail["ttl_seconds"] = issuance.ttl_seconds
     return _mint_and_record(issuance)
 
 
@@ -264,6 +267,7 @@ def _approval_gate(issuance: Issuance) -> Approval | None:
             org=caller.org,
             agent=issuance.agent,
             end_user=caller.end_user,
+            end_user_email=caller.end_user_email,
             provider=issuance.provider.name,
             scopes=request.scopes,
             environment=request.environment,
@@ -361,6 +365,7 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
             agent=issuance.agent,
             provider=issuance.provider,
             end_user=caller.end_user,
+            end_user_email=caller.end_user_email,
             scope=request.scope,
             environment=request.environment,
             token_type=minted.token_type,

@@ -447,6 +447,12 @@ def deactivate_account(
 
 def create_superadmin(*, email: str, password: str) -> Account:
     email = normalize_email(email)
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidRequest(
+            "Enter a valid email address.", fields={"email": ["Enter a valid email address."]}
+        ) from None
     errors = _password_errors(password, email)
     if errors:
         raise InvalidRequest("The password is too weak: " + " ".join(errors), fields={"password": errors})

@@ -1,8 +1,12 @@
 """/v1/approvals: the human-in-the-loop queue (admin), and the org's approval webhook."""
 
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound as CursorNotFound
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from keyward.accounts.models import Role
@@ -17,13 +21,38 @@ from keyward.approvals.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.exceptions import NotFound
+from keyward.core.pagination import IntegerCursorPagination
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
+
+
+class ApprovalCursorPagination(IntegerCursorPagination):
+    """Newest first. Agents open approvals, so the queue grows without bound and must be paged."""
+
+    ordering = "-created_at"
+    page_size = 50
+
+    def decode_cursor(self, request):
+        """The position is a creation time here; a malformed one is a 400 all the same."""
+        invalid = ValidationError({"cursor": ["Invalid cursor."]})
+        try:
+            cursor = CursorPagination.decode_cursor(self, request)
+        except CursorNotFound:
+            raise invalid from None
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = parse_datetime(cursor.position)
+            except ValueError:
+                position = None
+            if position is None or position.tzinfo is None:
+                raise invalid
+        return cursor
 
 
 class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
     queryset = Approval.objects.select_related("agent")
     serializer_class = ApprovalSerializer
+    pagination_class = ApprovalCursorPagination
     required_role = Role.ADMIN
     lookup_value_regex = "apr_[0-9a-f]{1,64}"
 
@@ -35,7 +64,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
             queryset = queryset.filter(status=state)
         return queryset
 
-    @extend_schema(parameters=[OpenApiParameter("status", str)])
+    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("limit", int)])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

@@ -4,9 +4,16 @@ from urllib.parse import urlsplit
 
 from django.db import models
 
+from keyward.accounts.models import normalize_email
 from keyward.agents.models import Agent
 from keyward.crypto.envelope import SealContext, SealedSecretFields
 from keyward.tenancy.models import Org
+
+
+def requester_emails(end_user: str, end_user_email: str) -> set[str]:
+    """Who the request was made for, as comparable emails: the token's `sub` (when it is an email)
+    and its `email` claim (opaque subjects are the norm at Okta, Entra ID, Auth0 and Google)."""
+    return {normalize_email(value) for value in (end_user, end_user_email) if value}
 
 
 class ApprovalStatus(models.TextChoices):
@@ -25,6 +32,7 @@ class Approval(models.Model):
     org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="approvals")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="approvals")
     end_user = models.CharField(max_length=255)
+    end_user_email = models.CharField(max_length=254, blank=True, default="")
     provider = models.CharField(max_length=100)
     scope = models.CharField(max_length=1000)
     environment = models.CharField(max_length=64)

@@ -4,8 +4,8 @@ optional signed webhook. Both go through the outbox, written with the approval i
 from django.conf import settings
 from django.core.mail import send_mail
 
-from keyward.accounts.models import Account, Role
-from keyward.approvals.models import Approval, ApprovalWebhook
+from keyward.accounts.models import Account, Role, normalize_email
+from keyward.approvals.models import Approval, ApprovalWebhook, requester_emails
 from keyward.outbox import services as outbox
 from keyward.outbox.models import OutboxMessage
 from keyward.outbox.webhooks import post_signed
@@ -20,6 +20,7 @@ def approval_facts(approval: Approval) -> dict:
         "org": approval.org.slug,
         "agent": approval.agent.name,
         "end_user": approval.end_user,
+        "end_user_email": approval.end_user_email,
         "provider": approval.provider,
         "scope": approval.scope,
         "environment": approval.environment,
@@ -49,7 +50,8 @@ def approvers(org_id: int) -> list[str]:
 @outbox.handler(EMAIL)
 def deliver_email(message: OutboxMessage) -> None:
     facts = message.payload
-    recipients = [email for email in approvers(message.org_id) if email != facts["end_user"]]
+    requester = requester_emails(facts["end_user"], facts.get("end_user_email", ""))
+    recipients = [email for email in approvers(message.org_id) if normalize_email(email) not in requester]
     if not recipients:
         return
     subject = f"[keyward] Approval needed: {facts['agent']} wants {facts['provider']} {facts['scope']}"

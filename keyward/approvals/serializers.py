@@ -13,6 +13,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "status",
             "agent",
             "end_user",
+            "end_user_email",
             "provider",
             "scope",
             "environment",
@@ -36,6 +37,8 @@ class DecisionSerializer(serializers.Serializer):
 
 class ApprovalFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
+    cursor = serializers.CharField(required=False, max_length=200)
 
 
 class WebhookSerializer(serializers.Serializer):

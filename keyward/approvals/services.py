@@ -4,6 +4,7 @@ The broker calls `gate` when policy says require_approval. The identical request
 agent, end user, provider, scopes, environment and delegation parent) maps to one open approval.
 """
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -14,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from keyward.agents.models import Agent
+from keyward.approvals.decisions import expire_due
 from keyward.approvals.models import Approval, ApprovalStatus
 from keyward.approvals.notifications import notify_new_approval
 from keyward.tenancy.models import Org
@@ -31,6 +33,7 @@ class ApprovalRequest:
     chain: list[str]
     parent_jti: str
     policy_id: int | None
+    end_user_email: str = ""  # not part of the identity (`sub` is); used to spot self-approval
 
     @property
     def key(self) -> str:
@@ -57,7 +60,7 @@ class Gate:
 def gate(request: ApprovalRequest) -> Gate:
     """Consume an approved decision, report a standing denial, or find/open the pending approval."""
     now = timezone.now()
-    _expire_stale(request.org, request.key, now)
+    expire_due(request.org, request_key=request.key, now=now)
     approved = Approval.objects.filter(org=request.org, request_key=request.key, status=ApprovalStatus.APPROVED).first()
     if approved is not None and _consume(approved, now):
         approved.refresh_from_db()
@@ -78,10 +81,15 @@ def gate(request: ApprovalRequest) -> Gate:
 
 
 def release(approval: Approval) -> None:
-    """Undo a consumption whose credential could not be issued, so the grant is not lost."""
-    Approval.objects.filter(pk=approval.pk, status=ApprovalStatus.CONSUMED, credential_jti="").update(
-        status=ApprovalStatus.APPROVED, consumed_at=None
-    )
+    """Undo a consumption whose credential could not be issued, so the grant is not lost.
+
+    If an identical retry lost the race for the grant and opened the next approval meanwhile, that
+    one stands (its approvers were told) and this stays consumed, with no credential.
+    """
+    with contextlib.suppress(IntegrityError), transaction.atomic():
+        Approval.objects.filter(pk=approval.pk, status=ApprovalStatus.CONSUMED, credential_jti="").update(
+            status=ApprovalStatus.APPROVED, consumed_at=None
+        )
 
 
 def _consume(approval: Approval, now) -> bool:
@@ -91,12 +99,6 @@ def _consume(approval: Approval, now) -> bool:
             status=ApprovalStatus.CONSUMED, consumed_at=now
         )
     )
-
-
-def _expire_stale(org: Org, key: str, now) -> None:
-    Approval.objects.filter(
-        org=org, request_key=key, status__in=[ApprovalStatus.PENDING, ApprovalStatus.APPROVED], expires_at__lte=now
-    ).update(status=ApprovalStatus.EXPIRED)
 
 
 def _open_pending(request: ApprovalRequest, now) -> Approval:
@@ -110,6 +112,7 @@ def _open_pending(request: ApprovalRequest, now) -> Approval:
                 org=request.org,
                 agent=request.agent,
                 end_user=request.end_user,
+                end_user_email=request.end_user_email,
                 provider=request.provider,
                 scope=" ".join(request.scopes),
                 environment=request.environment,

@@ -157,7 +157,9 @@ class AuditExportViewSet(OrgScopedViewSet):
     def retrieve(self, request, *args, **kwargs):
         export = self.get_object()
         link = exports.download_link(export, request.user)
-        return Response(self.get_serializer(export, context={**self.get_serializer_context(), "link": link}).data)
+        response = Response(self.get_serializer(export, context={**self.get_serializer_context(), "link": link}).data)
+        response["Cache-Control"] = "no-store"  # the link is a bearer credential for the file
+        return response
 
 
 class FirstRenderer(BaseContentNegotiation):

@@ -10,6 +10,11 @@ ACCOUNT_ROLE_CHANGED = "account.role_changed"
 ACCOUNT_DEACTIVATED = "account.deactivated"
 ACCOUNT_SUPERADMIN_CREATED = "account.superadmin_created"
 
+# Platform chain: the operator's key management.
+SIGNING_KEY_ROTATED = "signing_key.rotated"
+SIGNING_KEY_RETIRED = "signing_key.retired"
+MASTER_KEY_REWRAPPED = "master_key.rewrapped"
+
 AUDIT_PRUNED = "audit.pruned"
 AUDIT_EXPORT_REQUESTED = "audit.export_requested"
 AUDIT_EXPORT_COMPLETED = "audit.export_completed"
@@ -48,6 +53,7 @@ INTROSPECTION_KEY_REVOKED = "introspection_key.revoked"
 
 APPROVAL_APPROVED = "approval.approved"
 APPROVAL_DENIED = "approval.denied"
+APPROVAL_DECISION_REFUSED = "approval.decision_refused"  # e.g. an approver deciding their own request
 APPROVAL_EXPIRED = "approval.expired"
 APPROVAL_WEBHOOK_SET = "approval.webhook_set"
 APPROVAL_WEBHOOK_REMOVED = "approval.webhook_removed"

@@ -45,6 +45,9 @@ EXPORT_CHUNK_ROWS = STREAM_CHUNK_ROWS
 # Pending or running exports per org: each one is a full copy of the log on disk.
 MAX_IN_FLIGHT_PER_ORG = 3
 IN_FLIGHT_RETRY_AFTER = 30
+# Finished files kept per org until they expire: without a cap, a viewer could fill the disk.
+MAX_KEPT_PER_ORG = 10
+KEPT_RETRY_AFTER = 900
 MAX_ATTEMPTS = 5
 # The writer task's limits (keyward.audit.tasks). A running claim older than the hard limit was
 # lost with its worker, so the export may be claimed again.
@@ -110,13 +113,18 @@ def request_export(
     with transaction.atomic():
         # The org row lock makes the in-flight count exact under concurrent requests.
         Org.objects.select_for_update().filter(pk=org.pk).first()
-        in_flight = scope_to_org(AuditExport.objects.all(), org).filter(
-            status__in=[ExportStatus.PENDING, ExportStatus.RUNNING], expires_at__gt=now
-        )
-        if in_flight.count() >= MAX_IN_FLIGHT_PER_ORG:
+        unexpired = scope_to_org(AuditExport.objects.all(), org).filter(expires_at__gt=now)
+        if unexpired.filter(status__in=[ExportStatus.PENDING, ExportStatus.RUNNING]).count() >= MAX_IN_FLIGHT_PER_ORG:
             raise RateLimited(
                 f"This org already has {MAX_IN_FLIGHT_PER_ORG} exports in progress; wait for one to finish.",
                 retry_after=IN_FLIGHT_RETRY_AFTER,
+                code="too_many_exports",
+            )
+        if unexpired.exclude(status=ExportStatus.FAILED).count() >= MAX_KEPT_PER_ORG:
+            raise RateLimited(
+                f"This org already keeps {MAX_KEPT_PER_ORG} export files; use one of them or wait for the oldest "
+                "to expire.",
+                retry_after=KEPT_RETRY_AFTER,
                 code="too_many_exports",
             )
         head = AuditChain.objects.filter(key=chain_key(org)).values_list("last_seq", flat=True).first() or 0

@@ -75,6 +75,9 @@ def apply_retention(max_rows_per_org: int | None = None) -> list[OrgPrune]:
             outcome = prune_org(org, org.audit_retention_days, actor=RETENTION_ACTOR, max_rows=max_rows_per_org)
         except SoftTimeLimitExceeded:
             raise
+        except services.AuditChainBroken as exc:
+            logger.error("audit retention: org %s not pruned: %s", org.slug, exc)
+            outcome = OrgPrune(org, org.audit_retention_days, 0, 0, None, False, False, error=exc.code)
         except Exception as exc:
             logger.exception("audit retention: pruning org %s failed", org.slug)
             outcome = OrgPrune(org, org.audit_retention_days, 0, 0, None, False, False, error=type(exc).__name__)

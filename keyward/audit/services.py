@@ -11,7 +11,7 @@ from keyward.audit import delivery, events
 from keyward.audit.chain import compute_hash
 from keyward.audit.models import PLATFORM_CHAIN, AuditChain, AuditEvent, Outcome, chain_key
 from keyward.audit.writer import AccountLike, Actor, AuditContext, lock_chain_head, record_event
-from keyward.core.exceptions import InvalidRequest
+from keyward.core.exceptions import Conflict, InvalidRequest
 from keyward.tenancy.models import Org
 from keyward.tenancy.scoping import scope_to_org
 
@@ -29,6 +29,12 @@ def events_of(org: Org | None) -> models.QuerySet:
     if org is None:
         return AuditEvent.objects.filter(org__isnull=True)
     return scope_to_org(AuditEvent.objects.all(), org)
+
+
+class AuditChainBroken(Conflict):
+    """A prune found the rows it would delete do not verify."""
+
+    code = "audit_chain_broken"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,31 @@ class VerifyResult:
         return self.broken is None
 
 
+class ChainWalk:
+    """Checks rows one by one, in seq order, against the previous row: the link and the hash."""
+
+    def __init__(self, checkpoint_seq: int, checkpoint_hash: str) -> None:
+        self.expected_seq, self.prev_hash = checkpoint_seq + 1, checkpoint_hash
+        self.checked, self.first_seq = 0, None
+        self.last_prune_detail: dict[str, Any] | None = None
+
+    def check(self, event: AuditEvent) -> ChainBreak | None:
+        if event.seq != self.expected_seq:
+            return ChainBreak(
+                self.expected_seq, "seq_gap", f"row {self.expected_seq} is missing (the next row is {event.seq})"
+            )
+        if event.prev_hash != self.prev_hash:
+            return ChainBreak(event.seq, "prev_hash_mismatch", "prev_hash does not match the previous row's hash")
+        if compute_hash(event) != event.hash:
+            return ChainBreak(event.seq, "hash_mismatch", "the row's content does not match its hash")
+        if event.event_type == events.AUDIT_PRUNED:
+            self.last_prune_detail = event.detail
+        self.first_seq = self.first_seq or event.seq
+        self.checked += 1
+        self.expected_seq, self.prev_hash = event.seq + 1, event.hash
+        return None
+
+
 def verify_chain(org: Org | None) -> VerifyResult:
     """Walk one chain in seq order from its checkpoint, recomputing every hash (bounded memory).
 
@@ -64,31 +95,18 @@ def verify_chain(org: Org | None) -> VerifyResult:
     """
     key = chain_key(org)
     head = AuditChain.objects.filter(key=key).first() or AuditChain(key=key)
-    expected_seq, prev_hash = head.checkpoint_seq + 1, head.checkpoint_hash
-    checked, first_seq, last_prune_detail = 0, None, None
+    walk = ChainWalk(head.checkpoint_seq, head.checkpoint_hash)
 
     def result(broken: ChainBreak | None) -> VerifyResult:
-        return VerifyResult(key, checked, first_seq, expected_seq - 1 if checked else None, head.checkpoint_seq, broken)
+        last_seq = walk.expected_seq - 1 if walk.checked else None
+        return VerifyResult(key, walk.checked, walk.first_seq, last_seq, head.checkpoint_seq, broken)
 
     rows = events_of(org).filter(seq__gt=head.checkpoint_seq, seq__lte=head.last_seq).order_by("seq")
     for event in rows.iterator(chunk_size=VERIFY_CHUNK_ROWS):
-        if event.seq != expected_seq:
-            return result(
-                ChainBreak(expected_seq, "seq_gap", f"row {expected_seq} is missing (the next row is {event.seq})")
-            )
-        if event.prev_hash != prev_hash:
-            return result(
-                ChainBreak(event.seq, "prev_hash_mismatch", "prev_hash does not match the previous row's hash")
-            )
-        if compute_hash(event) != event.hash:
-            return result(ChainBreak(event.seq, "hash_mismatch", "the row's content does not match its hash"))
-        if event.event_type == events.AUDIT_PRUNED:
-            last_prune_detail = event.detail
-        first_seq = first_seq or event.seq
-        checked += 1
-        expected_seq, prev_hash = event.seq + 1, event.hash
+        if broken := walk.check(event):
+            return result(broken)
 
-    last_seq = expected_seq - 1
+    last_seq, prev_hash, last_prune_detail = walk.expected_seq - 1, walk.prev_hash, walk.last_prune_detail
     if head.last_seq != last_seq:
         return result(
             ChainBreak(
@@ -226,6 +244,7 @@ def prune(
         last_doomed = doomed.order_by("-seq").values_list("seq", "hash").first()
         deleted = 0
         if last_doomed is not None:
+            _refuse_to_prune_a_broken_prefix(doomed, head)
             deleted, _ = doomed.delete()
             head.checkpoint_seq, head.checkpoint_hash = last_doomed
             head.save(update_fields=["checkpoint_seq", "checkpoint_hash"])
@@ -250,6 +269,17 @@ def prune(
                 detail=detail,
             )
     return PruneResult(deleted, head.checkpoint_seq, delivered, held, more)
+
+
+def _refuse_to_prune_a_broken_prefix(doomed: models.QuerySet, head: AuditChain) -> None:
+    """Deleting tampered rows would destroy the evidence and leave a chain that verifies again."""
+    walk = ChainWalk(head.checkpoint_seq, head.checkpoint_hash)
+    for event in doomed.order_by("seq").iterator(chunk_size=VERIFY_CHUNK_ROWS):
+        if broken := walk.check(event):
+            raise AuditChainBroken(
+                f"The audit chain is broken at seq {broken.seq} ({broken.reason}); nothing was pruned. "
+                "Investigate with `manage.py verify_audit` first."
+            )
 
 
 def filter_events(

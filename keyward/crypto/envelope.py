@@ -18,8 +18,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.apps import apps
 from django.db import models, transaction
 
+from keyward.audit import events
+from keyward.audit.models import Outcome
+from keyward.audit.writer import Actor, record_event
 from keyward.crypto.errors import DecryptionError
-from keyward.crypto.kms import MAX_KEK_ID_LENGTH, NONCE_BYTES, TAG_BYTES, kek_by_id, kek_for_org
+from keyward.crypto.kms import MAX_KEK_ID_LENGTH, NONCE_BYTES, TAG_BYTES, kek_by_id, kek_for_org, local_keyring
 
 if TYPE_CHECKING:
     from keyward.tenancy.models import Org
@@ -188,10 +191,23 @@ class RewrapReport:
     failures: list[str] = field(default_factory=list)
 
 
-def rewrap_all(*, batch_size: int = 100) -> list[RewrapReport]:
+def rewrap_all(*, batch_size: int = 100, actor: Actor | None = None) -> list[RewrapReport]:
     """Re-wrap every data key that its owner's current KEK did not wrap. Idempotent; rows are locked in
-    small batches, each batch its own transaction, so a long run never holds many locks for long."""
-    return [_rewrap_model(model, batch_size) for model in sealed_models()]
+    small batches, each batch its own transaction, so a long run never holds many locks for long.
+
+    A run that re-wrapped or failed to re-wrap anything is one row on the platform audit chain."""
+    reports = [_rewrap_model(model, batch_size) for model in sealed_models()]
+    rewrapped = sum(report.rewrapped for report in reports)
+    failed = sum(len(report.failures) for report in reports)
+    if rewrapped or failed:
+        record_event(
+            org=None,
+            event_type=events.MASTER_KEY_REWRAPPED,
+            outcome=Outcome.FAILURE if failed else Outcome.SUCCESS,
+            actor=actor,
+            detail={"kek_id": local_keyring().current.kek_id, "rewrapped": rewrapped, "failed": failed},
+        )
+    return reports
 
 
 def _rewrap_model(model: type[SealedSecretFields], batch_size: int) -> RewrapReport:

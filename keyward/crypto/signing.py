@@ -18,6 +18,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from keyward.audit import events
+from keyward.audit.models import Outcome
+from keyward.audit.writer import Actor, record_event
 from keyward.crypto.models import KID_MAX_LENGTH, SigningKey, SigningKeyState
 from keyward.jose.types import TokenType
 
@@ -85,12 +88,12 @@ def active_signing_key() -> SigningKey:
         return key
 
 
-def rotate_signing_key() -> Rotation:
+def rotate_signing_key(*, actor: Actor | None = None) -> Rotation:
     """Make a new active key; the old one turns retiring, published until its tokens have expired."""
     attempts_left = _ROTATION_ATTEMPTS
     while True:
         try:
-            return _rotate_once()
+            return _rotate_once(actor)
         except IntegrityError:
             # A concurrent rotation (or first-key creation) committed an active key first; rotate that one.
             attempts_left -= 1
@@ -99,18 +102,28 @@ def rotate_signing_key() -> Rotation:
 
 
 @transaction.atomic
-def _rotate_once() -> Rotation:
+def _rotate_once(actor: Actor | None) -> Rotation:
     now = timezone.now()
     old = SigningKey.objects.select_for_update().filter(state=SigningKeyState.ACTIVE).first()
+    detail = {}
     if old is not None:
         old.state = SigningKeyState.RETIRING
         old.retiring_at = now
         old.retire_after = now + timedelta(seconds=settings.KEYWARD_MAX_CREDENTIAL_TTL) + RETIRE_LEEWAY
         old.save(update_fields=["state", "retiring_at", "retire_after"])
-    return Rotation(active=_create_key(), retiring=old)
+        detail = {"retiring_kid": old.kid, "retire_after": old.retire_after.isoformat()}
+    active = _create_key()
+    record_event(
+        org=None,
+        event_type=events.SIGNING_KEY_ROTATED,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        detail={"kid": active.kid, **detail},
+    )
+    return Rotation(active=active, retiring=old)
 
 
-def retire_expired_keys(now: datetime | None = None) -> list[str]:
+def retire_expired_keys(now: datetime | None = None, *, actor: Actor | None = None) -> list[str]:
     """Retire every retiring key whose tokens have all expired; returns their kids."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -119,7 +132,15 @@ def retire_expired_keys(now: datetime | None = None) -> list[str]:
             .filter(state=SigningKeyState.RETIRING, retire_after__lte=now)
             .values_list("kid", flat=True)
         )
-        SigningKey.objects.filter(kid__in=kids).update(state=SigningKeyState.RETIRED, retired_at=now)
+        if kids:
+            SigningKey.objects.filter(kid__in=kids).update(state=SigningKeyState.RETIRED, retired_at=now)
+            record_event(
+                org=None,
+                event_type=events.SIGNING_KEY_RETIRED,
+                outcome=Outcome.SUCCESS,
+                actor=actor,
+                detail={"kids": kids},
+            )
     with _private_keys_lock:
         for kid in kids:
             _private_keys.pop(kid, None)

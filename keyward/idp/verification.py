@@ -14,6 +14,7 @@ from keyward.jose.verify import peek_claims, verify_jwt
 from keyward.tenancy.models import Org
 
 MAX_AUDIENCES = 10
+MAX_EMAIL_LENGTH = 254
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class VerifiedUser:
     connector: IdpConnector
     subject: str
     claims: dict
+
+    @property
+    def email(self) -> str:
+        """The token's `email` claim, or "". Many IdPs (Okta, Entra ID, Auth0, Google) use opaque
+        subjects, so this is how keyward recognises the person behind a request, e.g. an approver
+        deciding their own. Only used to refuse more, never to grant anything."""
+        email = self.claims.get("email")
+        if isinstance(email, str) and 3 <= len(email) <= MAX_EMAIL_LENGTH and "@" in email:
+            return email.strip()
+        return ""
 
 
 def key_source_for(connector: IdpConnector) -> KeySource:

@@ -75,13 +75,30 @@ def deliver(message_id: int) -> str:
         if message.status != MessageStatus.PENDING:
             return message.status
         try:
-            _handlers[message.kind](message)
+            with transaction.atomic():
+                _deliver_now(message)
         except DeliveryError as exc:
             return _failed(message, exc)
         message.status, message.delivered_at, message.last_error = MessageStatus.DELIVERED, timezone.now(), ""
         message.attempts += 1
         message.save(update_fields=["status", "delivered_at", "last_error", "attempts"])
         return message.status
+
+
+def _deliver_now(message: OutboxMessage) -> None:
+    """Run the handler. Any other failure (a seal that no longer opens, a bug) backs off like a
+    refused call, so one broken message never stalls the sweep; only its type is kept, since an
+    exception's text may quote a URL or a payload."""
+    handler = _handlers.get(message.kind)
+    if handler is None:
+        raise DeliveryError(f"no_handler:{message.kind}", retryable=False)
+    try:
+        handler(message)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        logger.warning("outbox: %s failed with %s", message, type(exc).__name__)
+        raise DeliveryError(f"error:{type(exc).__name__}") from None
 
 
 def _failed(message: OutboxMessage, error: DeliveryError) -> str:

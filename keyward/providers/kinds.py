@@ -292,8 +292,10 @@ def _oauth2_token_exchange_config(config: dict, name: str) -> dict:
 
 def _client_secret(secret: Any) -> PreparedSecret:
     """An OAuth 2.0 client secret: printable text, sent to the token endpoint only."""
-    if not isinstance(secret, str) or not secret or len(secret) > MAX_CLIENT_SECRET_LENGTH:
-        raise _secret_error(f"The client secret must be a string of 1 to {MAX_CLIENT_SECRET_LENGTH} characters.")
+    if not isinstance(secret, str) or not secret.strip() or len(secret) > MAX_CLIENT_SECRET_LENGTH:
+        raise _secret_error(
+            f"The client secret must be a string of 1 to {MAX_CLIENT_SECRET_LENGTH} characters, not only spaces."
+        )
     if not secret.isprintable():
         raise _secret_error("The client secret must be printable text (no line breaks or control characters).")
     return PreparedSecret(secret.encode())

@@ -19,6 +19,7 @@ or worker outage. Waking never blocks issuance: a broker that cannot take the ta
 left to the sweep.
 """
 
+import hashlib
 import json
 import logging
 import random
@@ -77,6 +78,8 @@ class Destination:
     kind: str
     url: str = field(repr=False)
     secret: bytes = field(repr=False)
+    # Which sealed configuration this is (a digest of its ciphertext): a run notices a replacement.
+    version: str = ""
 
     @property
     def host(self) -> str:
@@ -109,7 +112,24 @@ def org_destination(org_id: int) -> Destination | None:
     if row is None:
         return None
     sealed = json.loads(row.unseal_secret())
-    return Destination(DestinationKind.ORG, sealed["url"], sealed["secret"].encode())
+    return Destination(DestinationKind.ORG, sealed["url"], sealed["secret"].encode(), _version(row.ciphertext))
+
+
+def _version(ciphertext: bytes | memoryview) -> str:
+    return hashlib.sha256(bytes(ciphertext)).hexdigest()
+
+
+def _current(destination: Destination, org_id: int | None) -> Destination | None:
+    """The destination as configured now (None: removed). An owner may replace it while a run is
+    under way (a new URL, a rotated secret); no batch after that may go to the old one."""
+    if destination.kind != DestinationKind.ORG:
+        return destination
+    ciphertext = OrgSiemDestination.objects.filter(org_id=org_id).values_list("ciphertext", flat=True).first()
+    if ciphertext is None:
+        return None
+    if _version(ciphertext) == destination.version:
+        return destination
+    return org_destination(org_id)
 
 
 def destination_for(kind: str, org_id: int | None) -> Destination | None:
@@ -183,8 +203,8 @@ def deliver(kind: str, org_id: int | None, *, force: bool = False) -> RunResult:
         return RunResult(kind, chain, RunOutcome.NO_DESTINATION)
     try:
         destination = destination_for(kind, org_id)
-    except DecryptionError:
-        logger.exception("siem: cannot open the %s destination of %s", kind, chain)
+    except DecryptionError as exc:  # the message names the object, never key material
+        logger.error("siem: cannot open the %s destination of %s: %s", kind, chain, exc)
         return _secret_unavailable(kind, org_id)
     if destination is None:
         return RunResult(kind, chain, RunOutcome.NO_DESTINATION)
@@ -201,6 +221,14 @@ def deliver(kind: str, org_id: int | None, *, force: bool = False) -> RunResult:
             now = timezone.now()
             if not force and cursor.next_attempt_at > now:
                 return RunResult(kind, chain, RunOutcome.NOT_DUE, retry_at=cursor.next_attempt_at, **progress)
+            try:
+                destination = _current(destination, org_id)
+            except DecryptionError as exc:
+                logger.error("siem: cannot open the %s destination of %s: %s", kind, chain, exc)
+                _failed(cursor, DeliveryError("secret_unavailable"), org=None, host="")
+                return _after_failure(kind, chain, cursor, progress)
+            if destination is None:
+                return RunResult(kind, chain, RunOutcome.NO_DESTINATION, **progress)
             rows = _next_batch(org, chain, cursor.last_seq)
             if not rows:
                 return RunResult(kind, chain, RunOutcome.UP_TO_DATE, **progress)

@@ -19,8 +19,8 @@ ADMIN = {"anonymous": 401, "other_org": 404, "viewer": 403, "admin": 200, "owner
 
 def test_list_and_retrieve_matrix(callers, parked):
     listed = assert_permission_matrix(callers, "GET", "/v1/approvals", {**ADMIN, "other_org": 200})
-    assert [row["id"] for row in listed["admin"].json()] == [parked.approval_id]
-    assert listed["other_org"].json() == []
+    assert [row["id"] for row in listed["admin"].json()["results"]] == [parked.approval_id]
+    assert listed["other_org"].json()["results"] == []
     one = assert_permission_matrix(callers, "GET", f"/v1/approvals/{parked.approval_id}", ADMIN)
     body = one["admin"].json()
     assert (body["status"], body["agent"], body["end_user"], body["scope"]) == (
@@ -30,7 +30,7 @@ def test_list_and_retrieve_matrix(callers, parked):
         "charges:write",
     )
     client = callers.client("admin")
-    assert client.get("/v1/approvals", {"status": "approved"}).json() == []
+    assert client.get("/v1/approvals", {"status": "approved"}).json()["results"] == []
     assert client.get("/v1/approvals", {"status": "weird"}).status_code == 400
 
 

@@ -231,6 +231,25 @@ def test_pending_export_has_no_link_and_too_many_in_flight_is_429(callers, reque
     assert (pending["status"], pending["download_url"], pending["download_expires_at"]) == ("pending", None, None)
 
 
+def test_finished_exports_kept_on_disk_are_capped_per_org(callers, request_export):
+    """A viewer cannot fill the disk: finished files count until they expire; failed ones do not."""
+    viewer = callers.client("viewer")
+    for _ in range(exports.MAX_KEPT_PER_ORG - 1):
+        assert request_export(viewer).status_code == 202
+    failed = request_export(viewer, run=False).json()["export_id"]
+    AuditExport.objects.filter(pk=failed).update(status=ExportStatus.FAILED)
+    assert request_export(viewer).status_code == 202  # the failed one left room
+
+    refused = request_export(viewer, run=False)
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "too_many_exports"
+    assert refused["Retry-After"] == str(exports.KEPT_RETRY_AFTER)
+    assert request_export(callers.client("other_org"), run=False).status_code == 202  # per org
+
+    AuditExport.objects.filter(status=ExportStatus.DONE).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert request_export(viewer, run=False).status_code == 202  # expired files no longer count
+
+
 # --- permissions and org scoping -----------------------------------------------------------------
 
 
@@ -321,6 +340,15 @@ def test_a_missing_or_malformed_signature_is_refused(callers, request_export, qu
     response = fetch(f"/v1/audit/exports/{status['id']}/download{query}")
     assert response.status_code in (400, 403)
     assert response.json()["error"] in ("invalid_request", "invalid_signature")
+
+
+def test_the_status_that_carries_a_link_is_never_cached(callers, request_export):
+    """The link is a bearer credential for the file: no cache may keep the answer that holds it."""
+    viewer = callers.client("viewer")
+    status = done_export(viewer, request_export)
+    response = viewer.get(f"/v1/audit/exports/{status['id']}")
+    assert response.json()["download_url"]
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_the_download_ignores_the_accept_header(callers, request_export):

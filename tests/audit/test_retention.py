@@ -340,3 +340,51 @@ def test_retention_waits_for_the_operators_platform_siem(settings):
     assert prune_audit_retention.delay().get()["deleted"] == 2
     assert seqs(org) == [3, 4, 5]
     assert verify_chain(org).ok
+
+
+# --- a tampered chain is never pruned ------------------------------------------------------------
+
+
+def tamper(org, seq: int) -> None:
+    """What an intruder with database access does: rewrite an old row in place."""
+    AuditEvent.objects.filter(org=org, seq=seq).update(reason_code="nothing_to_see")
+
+
+def test_pruning_refuses_to_delete_tampered_rows_everywhere_it_runs(siem_cursor, callers):
+    """Deleting them would destroy the evidence and leave a chain that verifies again."""
+    tampered, fine = callers.org, make_org()
+    for org in (tampered, fine):
+        Org.objects.filter(pk=org.pk).update(audit_retention_days=30)
+        write_at(org, 40, 4)
+        write_at(org, 1, 1)
+    tamper(tampered, 2)
+    before = seqs(tampered)
+    assert verify_chain(tampered).broken.seq == 2
+
+    outcomes = {outcome.org.pk: outcome for outcome in retention.apply_retention()}
+    assert outcomes[tampered.pk].error == "audit_chain_broken"
+    assert outcomes[fine.pk].deleted == 4  # one org's broken chain does not stop the others
+
+    api = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    assert api.status_code == 409
+    assert api.json()["error"] == "audit_chain_broken"
+    assert "seq 2" in api.json()["message"]
+
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="Pruning failed for 1 org"):
+        call_command("prune_audit", "--days", "30", "--org", tampered.slug, stdout=io.StringIO(), stderr=err)
+    assert "broken at seq 2" in err.getvalue()
+
+    assert seqs(tampered) == before  # nothing deleted, no audit.pruned row
+    assert verify_chain(tampered).broken.seq == 2  # the evidence still stands
+
+
+def test_a_tampered_row_newer_than_the_cutoff_does_not_block_pruning_older_ones(siem_cursor):
+    """Only the rows to be deleted are checked; verify_audit still reports the later break."""
+    org = make_org()
+    write_at(org, 40, 3)
+    write_at(org, 1, 2)
+    tamper(org, 5)
+
+    assert retention.prune_org(org, 30, actor=retention.RETENTION_ACTOR).deleted == 3
+    assert verify_chain(org).broken.seq == 5

@@ -62,6 +62,14 @@ def test_createsuperadmin_refuses_weak_password_and_duplicates(monkeypatch):
         call_command("createsuperadmin", "--email", "OPS@example.com", "--password-stdin")
 
 
+@pytest.mark.parametrize("email", ["not-an-email", "ops@", "@example.com", "ops@example.com\nBcc: x@evil.test"])
+def test_createsuperadmin_refuses_an_invalid_email(monkeypatch, email):
+    monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\n"))
+    with pytest.raises(CommandError, match="valid email"):
+        call_command("createsuperadmin", "--email", email, "--password-stdin")
+    assert not Account.objects.exists()
+
+
 def test_seed_demo_gives_the_demo_org_a_dev_idp():
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seed_demo", stdout=io.StringIO())
@@ -91,3 +99,30 @@ def test_seed_demo_prints_a_curl_that_gets_a_credential(api):
     assert response.status_code == 200, response.content
     assert response.json()["provider"] == "stripe"
     assert response.json()["scope"] == "charges:read"
+
+
+def test_createsuperadmin_strips_a_windows_line_ending_from_the_password(monkeypatch, api):
+    monkeypatch.setattr("sys.stdin", io.StringIO("operator passphrase long\r\n"))
+    call_command("createsuperadmin", "--email", "ops@example.com", "--password-stdin", stdout=io.StringIO())
+    login = api.post("/auth/login", {"email": "ops@example.com", "password": "operator passphrase long"}, format="json")
+    assert login.status_code == 200
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])  # surrogateescape: what a C locale does
+def test_createsuperadmin_refuses_a_password_that_is_not_utf8(monkeypatch, errors):
+    stdin = io.TextIOWrapper(io.BytesIO(b"operator \xffpassphrase long\n"), encoding="utf-8", errors=errors)
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(CommandError, match="UTF-8") as refused:
+        call_command("createsuperadmin", "--email", "ops@example.com", "--password-stdin")
+    assert "passphrase" not in str(refused.value)
+    assert not Account.objects.exists()
+
+
+def test_createsuperadmin_without_a_terminal_says_how_to_give_the_password(monkeypatch):
+    def no_terminal(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    with pytest.raises(CommandError, match="--password-stdin"):
+        call_command("createsuperadmin", "--email", "ops@example.com")
+    assert not Account.objects.exists()

@@ -67,6 +67,29 @@ def test_running_it_again_changes_nothing(master_keys):
     assert list(SigningKey.objects.order_by("pk").values_list("wrapped_key", "kek_id")) == stored
 
 
+def test_a_rewrap_that_changed_or_failed_something_is_a_platform_audit_row(master_keys):
+    from keyward.audit.models import AuditEvent
+
+    key_a, key_b, key_c = new_key(), new_key(), new_key()
+    master_keys(key_a)
+    seal_signing_keys(3)
+    master_keys(key_b, key_a)
+    rotate()
+    rotate()  # nothing left to do: no second row
+    rows = AuditEvent.objects.filter(org=None, event_type="master_key.rewrapped")
+    assert [(row.outcome, row.actor_name, row.detail) for row in rows] == [
+        ("success", "manage.py rotate_master_key", {"kek_id": LocalKek(key_b).kek_id, "rewrapped": 3, "failed": 0})
+    ]
+
+    master_keys(key_c)  # key B forgotten: every row fails
+    with pytest.raises(CommandError):
+        rotate()
+    failed = AuditEvent.objects.filter(event_type="master_key.rewrapped").latest("seq")
+    assert (failed.outcome, failed.detail["failed"], failed.detail["rewrapped"]) == ("failure", 3, 0)
+    recorded = str(list(AuditEvent.objects.values()))
+    assert not [spelling for key in (key_a, key_b, key_c) for spelling in key_spellings(key) if spelling in recorded]
+
+
 def test_small_batches_cover_every_row(master_keys):
     key_a, key_b = new_key(), new_key()
     master_keys(key_a)
@@ -170,3 +193,19 @@ def test_previous_master_keys_are_read_comma_separated(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[32, 32]"
+
+
+def test_many_failures_are_summarised_not_listed_one_line_each(master_keys):
+    """A forgotten previous key fails every row; tens of thousands of stderr lines would bury the fix."""
+    key_a, key_b = new_key(), new_key()
+    master_keys(key_a)
+    seal_signing_keys(13)
+    master_keys(key_b)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="13 data key"):
+        call_command("rotate_master_key", stdout=out, stderr=err)
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 11
+    assert sum(LocalKek(key_a).kek_id in line for line in lines) == 10
+    assert lines[-1] == "  crypto.SigningKey: 3 more not listed"
+    assert "crypto.SigningKey: 0 re-wrapped, 0 already current, 13 failed" in out.getvalue()

@@ -11,7 +11,9 @@ import josepy
 import pytest
 from cryptography.hazmat.primitives import serialization
 from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
 
+from keyward.audit.writer import Actor
 from keyward.crypto import signing
 from keyward.crypto.errors import DecryptionError
 from keyward.crypto.models import SigningKey, SigningKeyState
@@ -254,3 +256,30 @@ def test_concurrent_rotations_both_happen_and_leave_one_active_key():
     assert SigningKey.objects.filter(state=SigningKeyState.ACTIVE).count() == 1
     assert SigningKey.objects.filter(state=SigningKeyState.RETIRING).count() == 2
     assert SigningKey.objects.get(pk=first.pk).state == SigningKeyState.RETIRING
+
+
+def test_rotation_and_retirement_are_platform_audit_rows():
+    from keyward.audit.models import AuditEvent
+    from keyward.audit.services import verify_chain
+    from keyward.crypto.tasks import retire_signing_keys
+
+    first = signing.active_signing_key()
+    rotation = signing.rotate_signing_key(actor=Actor.system("manage.py rotate_signing_key"))
+    rotated = AuditEvent.objects.get(org=None, event_type="signing_key.rotated")
+    assert (rotated.actor_type, rotated.actor_name) == ("system", "manage.py rotate_signing_key")
+    assert rotated.detail == {
+        "kid": rotation.active.kid,
+        "retiring_kid": first.kid,
+        "retire_after": rotation.retiring.retire_after.isoformat(),
+    }
+
+    assert retire_signing_keys.delay().get() == []  # nothing due: no row
+    assert not AuditEvent.objects.filter(event_type="signing_key.retired").exists()
+    SigningKey.objects.filter(kid=first.kid).update(retire_after=timezone.now() - timedelta(seconds=1))
+    assert retire_signing_keys.delay().get() == [first.kid]
+    retired = AuditEvent.objects.get(org=None, event_type="signing_key.retired")
+    assert (retired.actor_name, retired.detail) == ("signing-key-retirement", {"kids": [first.kid]})
+    assert verify_chain(None).ok
+    serialized = str(list(AuditEvent.objects.values()))
+    assert "PRIVATE" not in serialized
+    assert "private" not in serialized

@@ -45,3 +45,25 @@ def test_deliver_outbox_fails_loudly_when_delivery_fails(parked, monkeypatch):
     with pytest.raises(CommandError, match="could not be delivered"):
         call_command("deliver_outbox", stdout=io.StringIO())
     assert OutboxMessage.objects.get().last_error == "smtp:down"
+
+
+@pytest.mark.parametrize("batches", ["0", "-1"])
+def test_deliver_outbox_refuses_a_batch_limit_below_one_rather_than_report_nothing_due(parked, batches):
+    OutboxMessage.objects.update(status=MessageStatus.PENDING, next_attempt_at=timezone.now())
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="--max-batches"):
+        call_command("deliver_outbox", "--max-batches", batches, stdout=out)
+    assert "nothing due" not in out.getvalue()
+    assert OutboxMessage.objects.get().status == MessageStatus.PENDING
+
+
+def test_deliver_outbox_retry_parked_says_what_it_requeued_and_is_idempotent(parked):
+    OutboxMessage.objects.update(status=MessageStatus.PARKED, last_error="http_410")
+    out = io.StringIO()
+    call_command("deliver_outbox", "--retry-parked", stdout=out)
+    assert "Re-queued 1 parked message(s)." in out.getvalue()
+    assert "1 delivered" in out.getvalue()
+    out = io.StringIO()
+    call_command("deliver_outbox", "--retry-parked", stdout=out)
+    assert "Re-queued 0 parked message(s)." in out.getvalue()
+    assert "nothing due; 0 parked." in out.getvalue()

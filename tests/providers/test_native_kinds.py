@@ -184,7 +184,7 @@ def test_bad_token_exchange_configs_are_refused(callers, config):
     assert "config" in response.json()["fields"]
 
 
-@pytest.mark.parametrize("secret", ["", "line\nbreak", "tab\there", 7, {"secret": "x"}, "x" * 4097])
+@pytest.mark.parametrize("secret", ["", "   ", "line\nbreak", "tab\there", 7, {"secret": "x"}, "x" * 4097])
 def test_a_client_secret_is_one_line_of_printable_text(callers, secret):
     response = create(callers, name="api", kind="oauth2_client_credentials", config=OAUTH, secret=secret)
     assert response.status_code == 400

@@ -1,6 +1,7 @@
 import io
 import json
 import logging
+import secrets
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -106,3 +107,71 @@ def test_a_keyward_jwt_provider_is_refused(monkeypatch):
     services.create_provider(org=org, name="internal", kind="keyward_jwt")
     with pytest.raises(CommandError, match="take no secret"):
         rotate(monkeypatch, org.slug, "internal", NEW_SECRET)
+
+
+def test_the_same_secret_again_changes_nothing_and_says_so(monkeypatch, provider):
+    first = rotate(monkeypatch, provider.org.slug, "gh", NEW_SECRET + "\n")
+    again = rotate(monkeypatch, provider.org.slug, "gh", NEW_SECRET + "\n")
+
+    assert "version 2" in first
+    assert "Unchanged" in again
+    assert "version 2" in again
+    assert NEW_SECRET not in again
+    assert Provider.objects.get(pk=provider.pk).secret_version == 2
+    assert AuditEvent.objects.filter(event_type="provider.secret_rotated").count() == 1
+
+
+def test_the_same_static_mapping_in_another_order_is_the_same_secret(monkeypatch):
+    org = make_org()
+    services.create_provider(org=org, name="stripe", kind="static", secret={"a:read": "rk_a", "b:read": "rk_b"})
+    assert "Unchanged" in rotate(monkeypatch, org.slug, "stripe", '{"b:read": "rk_b", "a:read": "rk_a"}')
+    assert Provider.objects.get(name="stripe").secret_version == 1
+
+
+def test_an_unreadable_current_secret_is_replaced_even_by_the_same_value(monkeypatch, provider, settings):
+    rotate(monkeypatch, provider.org.slug, "gh", NEW_SECRET)
+    settings.KEYWARD_MASTER_KEY, settings.KEYWARD_MASTER_KEY_PREVIOUS = secrets.token_bytes(32), ()  # versions lost
+    out = rotate(monkeypatch, provider.org.slug, "gh", NEW_SECRET)
+    assert "version 3" in out
+    assert services.current_secret(Provider.objects.get(pk=provider.pk)) == NEW_SECRET.encode()
+
+
+@pytest.mark.parametrize("stdin", [" ", "   \n", "\t\r\n"])
+def test_a_blank_secret_is_refused_as_empty(monkeypatch, provider, stdin):
+    with pytest.raises(CommandError, match="empty"):
+        rotate(monkeypatch, provider.org.slug, "gh", stdin)
+    assert Provider.objects.get(pk=provider.pk).secret_version == 1
+
+
+class TerminalStdin(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stdin", [TerminalStdin(NEW_SECRET + "\n"), None], ids=["terminal", "closed"])
+def test_a_terminal_or_closed_stdin_is_refused_rather_than_waited_on(monkeypatch, provider, stdin):
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(CommandError, match="pipe") as refused:
+        call_command("rotate_secret", "--org", provider.org.slug, "--provider", "gh", stdout=io.StringIO())
+    assert NEW_SECRET not in str(refused.value)
+    assert Provider.objects.get(pk=provider.pk).secret_version == 1
+
+
+def test_stdin_that_is_not_utf8_is_refused_without_a_traceback(monkeypatch, provider):
+    undecodable = io.TextIOWrapper(io.BytesIO(b"ghs_\xffSECRETPART\n"), encoding="utf-8", errors="strict")
+    monkeypatch.setattr("sys.stdin", undecodable)
+    with pytest.raises(CommandError, match="UTF-8") as refused:
+        call_command("rotate_secret", "--org", provider.org.slug, "--provider", "gh", stdout=io.StringIO())
+    assert "SECRETPART" not in str(refused.value)
+    assert Provider.objects.get(pk=provider.pk).secret_version == 1
+
+
+def test_undecodable_bytes_passed_through_by_the_locale_are_refused(monkeypatch):
+    """Under a C/POSIX locale Python hands bad bytes on as lone surrogates (surrogateescape); a static
+    secret would store them, and every credential it hands out would be broken."""
+    org = make_org()
+    services.create_provider(org=org, name="stripe", kind="static", secret={"charges:read": "rk_old"})
+    with pytest.raises(CommandError, match="UTF-8") as refused:
+        rotate(monkeypatch, org.slug, "stripe", '{"charges:read": "rk_\udcffSECRETPART"}\n')
+    assert "SECRETPART" not in str(refused.value)
+    assert Provider.objects.get(name="stripe").secret_version == 1

@@ -12,6 +12,7 @@ from tests.siem.receiver import SiemReceiver
 
 loopback_only = local_http.loopback_only
 local_server = local_http.local_server
+fake_dns = local_http.fake_dns
 
 SECRET = "siem-test-secret-0123456789abcdef-xyz"
 PLATFORM_SECRET = "platform-siem-secret-fedcba9876543210-abc"

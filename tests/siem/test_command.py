@@ -1,6 +1,7 @@
 """manage.py deliver_siem: one sweep in this process, loud when a stream is parked or failing."""
 
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -78,3 +79,14 @@ def test_org_narrows_the_sweep(callers, streaming, receivers, settings):
     assert services.siem_delivered_through(other) == 0
     with pytest.raises(CommandError, match="No org"):
         deliver_siem("--org", "no-such-org")
+
+
+def test_a_backing_off_stream_says_when_it_is_tried_next_with_date_and_zone(callers, streaming):
+    make_audit_events(callers.org, 1)
+    streaming.answer_next(503)
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("deliver_siem", stdout=out)
+    assert re.search(
+        r"FAILING after seq 0 \(http_503\), next try \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\n", out.getvalue()
+    )

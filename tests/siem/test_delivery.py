@@ -371,3 +371,93 @@ def test_the_row_lock_keeps_one_delivery_per_stream_on_postgresql(callers, siem,
     assert outcomes == [RunOutcome.UP_TO_DATE]
     assert len(streaming.received) == 1
     assert streaming.accepted_ids == chain_ids(callers.org)
+
+
+NEW_SECRET = "rotated-siem-secret-0123456789abcdef-new"
+
+
+def change_destination_during_the_first_batch(monkeypatch, org, owner, url: str) -> None:
+    """An owner's PUT /v1/siem lands while a delivery run is sending its first batch."""
+    real, calls = delivery.post_signed, []
+
+    def post_then_change(*args, **kwargs):
+        real(*args, **kwargs)
+        if not calls:
+            calls.append(1)
+            services.set_destination(org, url=url, secret=NEW_SECRET, actor=owner)
+
+    monkeypatch.setattr(delivery, "post_signed", post_then_change)
+    monkeypatch.setattr(delivery, "BATCH_SIZE", 2)
+
+
+def test_a_run_signs_with_the_secret_set_during_it(callers, streaming, monkeypatch):
+    """Rotating the secret mid-run: the receiver switches to the new one, so an old signature would park."""
+    org = callers.org
+    make_audit_events(org, 5)
+    change_destination_during_the_first_batch(monkeypatch, org, callers.owner, streaming.url())
+    real_take = streaming._take
+
+    def rotate_receiver_after_first(headers, body):
+        answer = real_take(headers, body)
+        streaming.secret = NEW_SECRET.encode()
+        return answer
+
+    monkeypatch.setattr(streaming, "_take", rotate_receiver_after_first)
+
+    result = delivery.deliver(ORG, org.pk)
+
+    assert (result.outcome, result.error) == (RunOutcome.UP_TO_DATE, "")
+    assert all(item.signature_ok for item in streaming.received)
+    assert streaming.accepted_ids == chain_ids(org)
+
+
+def test_a_run_sends_nothing_more_to_a_destination_replaced_during_it(callers, streaming, receivers, monkeypatch):
+    org = callers.org
+    make_audit_events(org, 5)
+    moved = receivers(NEW_SECRET)
+    change_destination_during_the_first_batch(monkeypatch, org, callers.owner, moved.url())
+
+    assert delivery.deliver(ORG, org.pk).outcome == RunOutcome.UP_TO_DATE
+
+    assert streaming.accepted_ids == chain_ids(org)[:2]  # only the batch in flight when it changed
+    assert moved.accepted_ids == chain_ids(org)[2:]
+    assert all(item.signature_ok for item in moved.received)
+
+
+def test_a_run_stops_when_the_destination_is_removed_during_it(callers, streaming, monkeypatch):
+    org = callers.org
+    make_audit_events(org, 5)
+    real, calls = delivery.post_signed, []
+
+    def post_then_remove(*args, **kwargs):
+        real(*args, **kwargs)
+        if not calls:
+            calls.append(1)
+            services.remove_destination(org, actor=callers.owner)
+
+    monkeypatch.setattr(delivery, "post_signed", post_then_remove)
+    monkeypatch.setattr(delivery, "BATCH_SIZE", 2)
+
+    assert delivery.deliver(ORG, org.pk).outcome in (RunOutcome.NO_DESTINATION, RunOutcome.BUSY)
+    assert len(streaming.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("allow_private", "rebound_to"),
+    [(False, "127.0.0.1"), (False, "10.0.0.7"), (True, "169.254.169.254"), (True, "::ffff:169.254.169.254")],
+)
+def test_a_name_rebound_after_saving_is_refused_when_connecting(
+    callers, siem, fake_dns, settings, allow_private, rebound_to
+):
+    """DNS rebinding: a public answer when the owner saves, a refused one when delivery connects."""
+    settings.KEYWARD_ALLOW_PRIVATE_URLS = False
+    fake_dns["siem.test"] = [["93.184.216.34"], [rebound_to]]
+    url = f"http://siem.test:{siem.port}/in"
+    assert callers.client("owner").put("/v1/siem", {"url": url, "secret": SECRET}, format="json").status_code == 200
+    settings.KEYWARD_ALLOW_PRIVATE_URLS = allow_private
+    make_audit_events(callers.org, 1)
+
+    result = delivery.deliver(ORG, callers.org.pk)
+
+    assert (result.outcome, result.error) == (RunOutcome.PARKED, "blocked:url_destination_not_allowed")
+    assert siem.received == []

@@ -21,12 +21,10 @@ class Command(BaseCommand):
         parser.add_argument("--org", metavar="SLUG", help="only this org (default: every org)")
 
     def handle(self, *args, days: str, org: str | None, **options):
-        try:
-            age = int(days)
-        except ValueError:
-            raise CommandError(f"--days must be a whole number from 1 to {MAX_PRUNE_DAYS} (got {days!r}).") from None
-        if not 1 <= age <= MAX_PRUNE_DAYS:
-            raise CommandError(f"--days must be a whole number from 1 to {MAX_PRUNE_DAYS} (got {age}).")
+        # Plain ASCII digits only: int() would also take "3_0", "+30" or other scripts' digits.
+        if not (days.isascii() and days.isdigit() and 1 <= int(days) <= MAX_PRUNE_DAYS):
+            raise CommandError(f"--days must be a whole number from 1 to {MAX_PRUNE_DAYS} (got {days!r}).")
+        age = int(days)
         if org is not None:
             orgs = list(Org.objects.filter(slug=org))
             if not orgs:

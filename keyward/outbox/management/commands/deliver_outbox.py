@@ -11,12 +11,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--retry-parked", action="store_true", help="give parked messages another go")
-        parser.add_argument("--max-batches", type=int, default=50, help="stop after this many batches")
+        parser.add_argument("--max-batches", type=int, default=50, help="stop after this many batches (default 50)")
 
     def handle(self, *args, retry_parked: bool, max_batches: int, **options):
+        if max_batches < 1:
+            raise CommandError("--max-batches must be at least 1.")
         if retry_parked:
-            for message in OutboxMessage.objects.filter(status=MessageStatus.PARKED):
+            parked = list(OutboxMessage.objects.filter(status=MessageStatus.PARKED))
+            for message in parked:
                 services.retry_parked(message)
+            self.stdout.write(f"Re-queued {len(parked)} parked message(s).")
         outcomes: dict[str, int] = {}
         for _ in range(max_batches):
             due = services.due_messages()

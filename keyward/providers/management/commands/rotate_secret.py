@@ -1,12 +1,14 @@
 """Rotate a provider's secret from the command line, reading the new secret from stdin."""
 
+import hmac
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from keyward.audit.writer import Actor, AuditContext
 from keyward.core.exceptions import ServiceError
-from keyward.providers import services
+from keyward.crypto.envelope import fingerprint
+from keyward.providers import kinds, services
 from keyward.providers.models import Provider
 
 
@@ -17,11 +19,38 @@ def _strip_one_newline(text: str) -> str:
     return text
 
 
+def _read_secret() -> str:
+    """All of stdin minus one trailing newline. Refuses a closed stdin or a terminal (typing would echo the
+    secret, and a silent wait for end-of-file looks like a hang), blank input, and bytes that are not UTF-8."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CommandError("rotate_secret reads the new secret from stdin: pipe it in (e.g. `< new-secret.txt`).")
+    try:
+        secret = _strip_one_newline(sys.stdin.read())
+        secret.encode()  # a C-locale stdin passes bad bytes on as lone surrogates
+    except UnicodeError:
+        raise CommandError("The secret on stdin is not UTF-8 text.") from None
+    if not secret.strip():
+        raise CommandError("The secret on stdin is empty.")
+    return secret
+
+
+def _holds_already(provider: Provider, plaintext: bytes) -> bool:
+    """Whether the current version is this very secret, so that running the command again changes nothing.
+    A current version that does not open is never a match: a new version is the fix for it."""
+    if not provider.secret_version:
+        return False
+    try:
+        current = services.current_secret(provider)
+    except ServiceError:
+        return False
+    return hmac.compare_digest(current, plaintext)
+
+
 class Command(BaseCommand):
     help = (
         "Seal a new version of a provider's secret, read from stdin (all of it, minus one trailing newline). "
         "For static providers, stdin is a JSON object mapping each scope to its secret. Prints the new "
-        "version and fingerprint, never the secret."
+        "version and fingerprint, never the secret. The current secret again changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -32,10 +61,15 @@ class Command(BaseCommand):
         found = Provider.objects.select_related("org").filter(org__slug=org, name=provider).first()
         if found is None:
             raise CommandError(f"No provider {provider!r} in an org with slug {org!r}.")
-        secret = _strip_one_newline(sys.stdin.read())
-        if not secret:
-            raise CommandError("The secret on stdin is empty.")
+        secret = _read_secret()
         try:
+            plaintext = kinds.prepare_secret(found.kind, secret).plaintext
+            if _holds_already(found, plaintext):
+                self.stdout.write(
+                    f"Unchanged: {found.name} (org {org}) already holds this secret as version "
+                    f"{found.secret_version}, fingerprint {fingerprint(plaintext)}."
+                )
+                return
             rotated = services.rotate_secret(
                 found,
                 secret=secret,

@@ -83,7 +83,8 @@ class Command(BaseCommand):
         if result.outcome == delivery.RunOutcome.PARKED:
             return f"{done}; PARKED after seq {result.last_seq} ({result.error}): fix the receiver, then --retry-parked"
         if result.outcome == delivery.RunOutcome.BACKING_OFF:
-            return f"{done}; FAILING after seq {result.last_seq} ({result.error}), next try {result.retry_at:%H:%M:%S}"
+            next_try = result.retry_at.isoformat(timespec="seconds")
+            return f"{done}; FAILING after seq {result.last_seq} ({result.error}), next try {next_try}"
         if result.outcome == delivery.RunOutcome.BUSY:
             return f"{done}; another delivery holds this stream, try again"
         return f"{done}; {result.outcome.replace('_', ' ')} after seq {result.last_seq}"
