@@ -1,7 +1,6 @@
 """/v1/audit, /v1/audit/export and /v1/audit/prune: roles, org scoping, filters, paging, CSV safety."""
 
 import csv
-import hashlib
 import io
 import json
 from datetime import timedelta
@@ -15,6 +14,7 @@ from keyward.audit import services
 from keyward.audit.models import AuditChain, AuditEvent, chain_key
 from keyward.audit.services import verify_chain
 from keyward.audit.writer import Actor, AuditContext, record_event
+from tests.audit.offline import assert_rows_reverify
 from tests.factories import make_audit_events
 from tests.permissions import assert_permission_matrix
 
@@ -176,13 +176,7 @@ def test_exported_json_rows_reverify_offline_with_the_documented_formula(callers
 
     rows = exported_json(callers.client("viewer").get("/v1/audit/export?format=json"))
 
-    previous = "0" * 64
-    for row in rows:
-        claimed = row.pop("hash")
-        canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        assert row["prev_hash"] == previous
-        assert hashlib.sha256(row["prev_hash"].encode() + canonical).hexdigest() == claimed
-        previous = claimed
+    assert_rows_reverify(rows)
     assert rows[0]["org"] == callers.org.pk
     assert rows[0]["detail"] == {"ttl_seconds": 60, "note": "ünïcode"}
 

@@ -20,6 +20,7 @@ from keyward.audit import exports, services
 from keyward.audit.models import AuditEvent, AuditExport, ExportStatus
 from keyward.audit.tasks import expire_audit_exports, write_audit_export
 from keyward.audit.writer import Actor, record_event
+from tests.audit.offline import assert_rows_reverify
 from tests.factories import make_audit_events
 from tests.permissions import assert_permission_matrix
 
@@ -116,13 +117,7 @@ def test_json_export_end_to_end_has_no_row_cap_and_reverifies(callers, request_e
     rows = json.loads(body)
     assert [row["seq"] for row in rows] == list(range(1, 26))  # 25 > the sync cap of 10: no cap here
     assert {row["org"] for row in rows} == {callers.org.pk}
-    previous = "0" * 64
-    for row in rows:
-        claimed = row.pop("hash")
-        canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        assert row["prev_hash"] == previous
-        assert hashlib.sha256(row["prev_hash"].encode() + canonical).hexdigest() == claimed
-        previous = claimed
+    assert_rows_reverify(rows)
 
 
 def test_every_step_is_audited(callers, request_export):
