@@ -155,5 +155,6 @@ def validate_redis_url(name: str, url: str) -> str:
 def validate_http_url(name: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"{name} must be an absolute http(s) URL (got {url!r})")
+        # Never echo the value: a webhook URL may carry a token in its path or query.
+        raise ConfigError(f"{name} must be an absolute http(s) URL (scheme {parts.scheme or 'missing'!r})")
     return url.rstrip("/")

@@ -1,12 +1,8 @@
 """/v1/approvals: the human-in-the-loop queue (admin), and the org's approval webhook."""
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound as CursorNotFound
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from keyward.accounts.models import Role
@@ -21,32 +17,16 @@ from keyward.approvals.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.exceptions import NotFound
-from keyward.core.pagination import IntegerCursorPagination
+from keyward.core.pagination import DateTimeCursorPagination
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 
-class ApprovalCursorPagination(IntegerCursorPagination):
+class ApprovalCursorPagination(DateTimeCursorPagination):
     """Newest first. Agents open approvals, so the queue grows without bound and must be paged."""
 
     ordering = "-created_at"
     page_size = 50
-
-    def decode_cursor(self, request):
-        """The position is a creation time here; a malformed one is a 400 all the same."""
-        invalid = ValidationError({"cursor": ["Invalid cursor."]})
-        try:
-            cursor = CursorPagination.decode_cursor(self, request)
-        except CursorNotFound:
-            raise invalid from None
-        if cursor is not None and cursor.position is not None:
-            try:
-                position = parse_datetime(cursor.position)
-            except ValueError:
-                position = None
-            if position is None or position.tzinfo is None:
-                raise invalid
-        return cursor
 
 
 class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):

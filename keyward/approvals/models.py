@@ -1,12 +1,10 @@
-import json
 import uuid
-from urllib.parse import urlsplit
 
 from django.db import models
 
 from keyward.accounts.models import normalize_email
 from keyward.agents.models import Agent
-from keyward.crypto.envelope import SealContext, SealedSecretFields
+from keyward.crypto.envelope import SealContext, SealedDestinationFields
 from keyward.tenancy.models import Org
 
 
@@ -66,7 +64,7 @@ class Approval(models.Model):
         return f"{self.id} ({self.status})"
 
 
-class ApprovalWebhook(SealedSecretFields):
+class ApprovalWebhook(SealedDestinationFields):
     """An org's optional approval-notification webhook. The URL and the HMAC signing secret are
     sealed together (a Slack-style URL is itself a secret); only the host is kept in the clear."""
 
@@ -75,7 +73,6 @@ class ApprovalWebhook(SealedSecretFields):
 
     org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="approval_webhook")
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    host = models.CharField(max_length=255)
     secret_fingerprint = models.CharField(max_length=32)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,12 +83,3 @@ class ApprovalWebhook(SealedSecretFields):
 
     def seal_context(self) -> SealContext:
         return SealContext(org=self.org, purpose=self.SEAL_PURPOSE, object_id=self.uid, version=self.SEAL_VERSION)
-
-    def seal_destination(self, url: str, secret: str) -> None:
-        self.host = urlsplit(url).hostname or ""
-        self.seal_secret(json.dumps({"url": url, "secret": secret}).encode())
-
-    def unseal_destination(self) -> tuple[str, str]:
-        """(url, secret); raises DecryptionError if the seal cannot be opened."""
-        sealed = json.loads(self.unseal_secret())
-        return sealed["url"], sealed["secret"]

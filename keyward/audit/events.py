@@ -1,5 +1,7 @@
 """Event type names written to the audit log. Features add theirs here, so names stay unique."""
 
+from keyward.crypto import signals
+
 ACCOUNT_SIGNUP = "account.signup"
 ACCOUNT_LOGIN = "account.login"
 ACCOUNT_LOGIN_FAILED = "account.login_failed"
@@ -10,10 +12,10 @@ ACCOUNT_ROLE_CHANGED = "account.role_changed"
 ACCOUNT_DEACTIVATED = "account.deactivated"
 ACCOUNT_SUPERADMIN_CREATED = "account.superadmin_created"
 
-# Platform chain: the operator's key management.
-SIGNING_KEY_ROTATED = "signing_key.rotated"
-SIGNING_KEY_RETIRED = "signing_key.retired"
-MASTER_KEY_REWRAPPED = "master_key.rewrapped"
+# Platform chain: the operator's key management, announced by keyward.crypto.signals.
+SIGNING_KEY_ROTATED = signals.SIGNING_KEY_ROTATED
+SIGNING_KEY_RETIRED = signals.SIGNING_KEY_RETIRED
+MASTER_KEY_REWRAPPED = signals.MASTER_KEY_REWRAPPED
 
 AUDIT_PRUNED = "audit.pruned"
 AUDIT_EXPORT_REQUESTED = "audit.export_requested"

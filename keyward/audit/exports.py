@@ -333,7 +333,12 @@ def open_download(export_id: str, signature: str, *, audit_context: AuditContext
         raise Forbidden("This download link is not valid.", code="invalid_signature") from None
     if not isinstance(claims, dict) or claims.get("e") != export_id or not EXPORT_ID.match(export_id):
         raise Forbidden("This download link is not valid.", code="invalid_signature")
-    export = AuditExport.objects.select_related("org").filter(pk=export_id, org_id=claims.get("o")).first()
+    org = Org.objects.filter(pk=claims.get("o")).first()  # the org the link was signed for
+    export = (
+        None
+        if org is None
+        else scope_to_org(AuditExport.objects.select_related("org"), org).filter(pk=export_id).first()
+    )
     if export is None:
         raise NotFound("No such export.")
     if export.status == ExportStatus.EXPIRED or export.expires_at <= timezone.now():

@@ -1,14 +1,17 @@
 """Celery tasks for the audit log. They take ids, re-read rows, are idempotent and time-limited."""
 
 import logging
-import random
+from datetime import timedelta
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from keyward.audit import exports, retention
 from keyward.audit.writer import AuditUnavailable
+from keyward.core.backoff import jittered_backoff
+from keyward.core.queueing import queue_or_leave_to_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +24,9 @@ RETENTION_CONTINUE_SECONDS = 300
 
 
 def retry_delay(retries: int) -> float:
-    """Exponential backoff with jitter, so retries of many exports do not arrive together."""
-    ceiling = min(RETRY_BASE_SECONDS * 2**retries, RETRY_MAX_SECONDS)
-    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+    """Seconds before retry number `retries` + 1 of an export."""
+    delay = jittered_backoff(retries + 1, base_seconds=RETRY_BASE_SECONDS, max_seconds=RETRY_MAX_SECONDS)
+    return delay.total_seconds()
 
 
 @shared_task(
@@ -71,7 +74,8 @@ def prune_audit_retention() -> dict[str, int]:
     """
     outcomes = retention.apply_retention()
     if any(outcome.more for outcome in outcomes) and not current_app.conf.task_always_eager:
-        prune_audit_retention.apply_async(countdown=RETENTION_CONTINUE_SECONDS)
+        follow_up = timezone.now() + timedelta(seconds=RETENTION_CONTINUE_SECONDS)
+        queue_or_leave_to_sweep(prune_audit_retention, (), eta=follow_up, what="the next retention run")
     return {
         "orgs": len(outcomes),
         "deleted": sum(outcome.deleted for outcome in outcomes),

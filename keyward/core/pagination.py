@@ -2,6 +2,7 @@
 
 import re
 
+from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -14,16 +15,28 @@ def _is_position(value: str) -> bool:
     return bool(_POSITION.match(value)) and int(value) <= MAX_POSITION
 
 
-class IntegerCursorPagination(CursorPagination):
-    """Pages ordered by one integer column (`ordering`); `limit` sets the page size.
+def _is_aware_datetime(value: str) -> bool:
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return False
+    return parsed is not None and parsed.tzinfo is not None
+
+
+class CheckedCursorPagination(CursorPagination):
+    """Pages ordered by one column (`ordering`); `limit` sets the page size.
 
     Answers `{results, next, previous, page_size}`. DRF checks a cursor's offset and direction but
-    passes its position to the database as given, so the position is checked here: a whole number
-    in the column's range, or `400 invalid_request`.
+    passes its position to the database as given, so subclasses check the position is a value of
+    the column (`valid_position`); anything else is `400 invalid_request`.
     """
 
     page_size_query_param = "limit"
     max_page_size = 500
+
+    def valid_position(self, position: str) -> bool:
+        """Whether a decoded cursor's position is a value of the ordering column."""
+        raise NotImplementedError
 
     def decode_cursor(self, request):
         invalid = ValidationError({"cursor": ["Invalid cursor."]})
@@ -31,7 +44,7 @@ class IntegerCursorPagination(CursorPagination):
             cursor = super().decode_cursor(request)
         except NotFound:
             raise invalid from None
-        if cursor is not None and cursor.position is not None and not _is_position(cursor.position):
+        if cursor is not None and cursor.position is not None and not self.valid_position(cursor.position):
             raise invalid
         return cursor
 
@@ -49,3 +62,17 @@ class IntegerCursorPagination(CursorPagination):
         response = super().get_paginated_response_schema(schema)
         response["properties"]["page_size"] = {"type": "integer", "example": self.page_size}
         return response
+
+
+class IntegerCursorPagination(CheckedCursorPagination):
+    """Ordered by an integer column: a position is a whole number in the bigint range."""
+
+    def valid_position(self, position: str) -> bool:
+        return _is_position(position)
+
+
+class DateTimeCursorPagination(CheckedCursorPagination):
+    """Ordered by a timezone-aware datetime column: a position is an ISO 8601 time with an offset."""
+
+    def valid_position(self, position: str) -> bool:
+        return _is_aware_datetime(position)

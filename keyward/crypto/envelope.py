@@ -12,15 +12,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.apps import apps
 from django.db import models, transaction
 
-from keyward.audit import events
-from keyward.audit.models import Outcome
-from keyward.audit.writer import Actor, record_event
+from keyward.crypto import signals
 from keyward.crypto.errors import DecryptionError
 from keyward.crypto.kms import MAX_KEK_ID_LENGTH, NONCE_BYTES, TAG_BYTES, kek_by_id, kek_for_org, local_keyring
 
@@ -176,6 +175,25 @@ class SealedSecretFields(models.Model):
         return unseal(self.sealed, self.seal_context())
 
 
+class SealedDestinationFields(SealedSecretFields):
+    """An outbound endpoint: its URL and signing secret sealed together (a Slack-style URL is itself a
+    secret), and only the host kept in the clear, for display and audit."""
+
+    host = models.CharField(max_length=255)
+
+    class Meta:
+        abstract = True
+
+    def seal_destination(self, url: str, secret: str) -> None:
+        self.host = urlsplit(url).hostname or ""
+        self.seal_secret(json.dumps({"url": url, "secret": secret}).encode())
+
+    def unseal_destination(self) -> tuple[str, str]:
+        """(url, secret); raises DecryptionError if the seal cannot be opened."""
+        sealed = json.loads(self.unseal_secret())
+        return sealed["url"], sealed["secret"]
+
+
 def sealed_models() -> list[type[SealedSecretFields]]:
     """The registry: every installed concrete model that holds sealed data."""
     return [model for model in apps.get_models() if issubclass(model, SealedSecretFields)]
@@ -191,7 +209,7 @@ class RewrapReport:
     failures: list[str] = field(default_factory=list)
 
 
-def rewrap_all(*, batch_size: int = 100, actor: Actor | None = None) -> list[RewrapReport]:
+def rewrap_all(*, batch_size: int = 100, performed_by: str = "keyward") -> list[RewrapReport]:
     """Re-wrap every data key that its owner's current KEK did not wrap. Idempotent; rows are locked in
     small batches, each batch its own transaction, so a long run never holds many locks for long.
 
@@ -200,12 +218,11 @@ def rewrap_all(*, batch_size: int = 100, actor: Actor | None = None) -> list[Rew
     rewrapped = sum(report.rewrapped for report in reports)
     failed = sum(len(report.failures) for report in reports)
     if rewrapped or failed:
-        record_event(
-            org=None,
-            event_type=events.MASTER_KEY_REWRAPPED,
-            outcome=Outcome.FAILURE if failed else Outcome.SUCCESS,
-            actor=actor,
+        signals.announce(
+            signals.MASTER_KEY_REWRAPPED,
+            performed_by=performed_by,
             detail={"kek_id": local_keyring().current.kek_id, "rewrapped": rewrapped, "failed": failed},
+            failed=bool(failed),
         )
     return reports
 

@@ -18,9 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from keyward.audit import events
-from keyward.audit.models import Outcome
-from keyward.audit.writer import Actor, record_event
+from keyward.crypto import signals
 from keyward.crypto.models import KID_MAX_LENGTH, SigningKey, SigningKeyState
 from keyward.jose.types import TokenType
 
@@ -88,12 +86,12 @@ def active_signing_key() -> SigningKey:
         return key
 
 
-def rotate_signing_key(*, actor: Actor | None = None) -> Rotation:
+def rotate_signing_key(*, performed_by: str = "keyward") -> Rotation:
     """Make a new active key; the old one turns retiring, published until its tokens have expired."""
     attempts_left = _ROTATION_ATTEMPTS
     while True:
         try:
-            return _rotate_once(actor)
+            return _rotate_once(performed_by)
         except IntegrityError:
             # A concurrent rotation (or first-key creation) committed an active key first; rotate that one.
             attempts_left -= 1
@@ -102,7 +100,7 @@ def rotate_signing_key(*, actor: Actor | None = None) -> Rotation:
 
 
 @transaction.atomic
-def _rotate_once(actor: Actor | None) -> Rotation:
+def _rotate_once(performed_by: str) -> Rotation:
     now = timezone.now()
     old = SigningKey.objects.select_for_update().filter(state=SigningKeyState.ACTIVE).first()
     detail = {}
@@ -113,17 +111,11 @@ def _rotate_once(actor: Actor | None) -> Rotation:
         old.save(update_fields=["state", "retiring_at", "retire_after"])
         detail = {"retiring_kid": old.kid, "retire_after": old.retire_after.isoformat()}
     active = _create_key()
-    record_event(
-        org=None,
-        event_type=events.SIGNING_KEY_ROTATED,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        detail={"kid": active.kid, **detail},
-    )
+    signals.announce(signals.SIGNING_KEY_ROTATED, performed_by=performed_by, detail={"kid": active.kid, **detail})
     return Rotation(active=active, retiring=old)
 
 
-def retire_expired_keys(now: datetime | None = None, *, actor: Actor | None = None) -> list[str]:
+def retire_expired_keys(now: datetime | None = None, *, performed_by: str = "keyward") -> list[str]:
     """Retire every retiring key whose tokens have all expired; returns their kids."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -134,13 +126,7 @@ def retire_expired_keys(now: datetime | None = None, *, actor: Actor | None = No
         )
         if kids:
             SigningKey.objects.filter(kid__in=kids).update(state=SigningKeyState.RETIRED, retired_at=now)
-            record_event(
-                org=None,
-                event_type=events.SIGNING_KEY_RETIRED,
-                outcome=Outcome.SUCCESS,
-                actor=actor,
-                detail={"kids": kids},
-            )
+            signals.announce(signals.SIGNING_KEY_RETIRED, performed_by=performed_by, detail={"kids": kids})
     with _private_keys_lock:
         for kid in kids:
             _private_keys.pop(kid, None)

@@ -2,10 +2,8 @@
 
 from rest_framework import serializers
 
-from keyward.audit.services import MAX_PRUNE_DAYS
+from keyward.orgs.services import EDITABLE_SETTINGS
 from keyward.tenancy.models import Org
-
-MINUTE, DAY = 60, 86_400
 
 
 class OrgSettingsSerializer(serializers.ModelSerializer):
@@ -28,27 +26,19 @@ class OrgSettingsSerializer(serializers.ModelSerializer):
 
 
 class OrgSettingsChangeSerializer(serializers.Serializer):
-    """Only the settings named here; any other key is refused rather than silently ignored."""
+    """Only the settings the service lets an owner edit, with its bounds; any other key is refused."""
 
-    audit_retention_days = serializers.IntegerField(
-        min_value=1,
-        max_value=MAX_PRUNE_DAYS,
-        allow_null=True,
-        required=False,
-        help_text="Audit rows older than this many days are pruned daily; null keeps them forever.",
-    )
-    approval_pending_seconds = serializers.IntegerField(
-        min_value=MINUTE, max_value=7 * DAY, required=False, help_text="How long a request waits for an approver."
-    )
-    approval_grant_seconds = serializers.IntegerField(
-        min_value=MINUTE, max_value=DAY, required=False, help_text="How long an approval stays usable."
-    )
-    approval_denial_seconds = serializers.IntegerField(
-        min_value=MINUTE,
-        max_value=7 * DAY,
-        required=False,
-        help_text="How long a denial keeps refusing the identical request.",
-    )
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            name: serializers.IntegerField(
+                min_value=setting.minimum,
+                max_value=setting.maximum,
+                allow_null=setting.nullable,
+                required=False,
+                help_text=setting.help,
+            )
+            for name, setting in EDITABLE_SETTINGS.items()
+        }
 
     def validate(self, data):
         unknown = sorted(set(self.initial_data) - set(self.fields))

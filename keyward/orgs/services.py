@@ -1,33 +1,65 @@
 """The caller's org settings: what an owner may change about their org, validated and audited."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
 from keyward.audit import events
 from keyward.audit.models import Outcome
+from keyward.audit.services import MAX_PRUNE_DAYS
 from keyward.audit.writer import AccountLike, AuditContext, record_event
+from keyward.core.exceptions import InvalidRequest
 from keyward.tenancy.models import Org
 
-# Settings an owner changes through PATCH /v1/org; everything else about an org is read-only there.
-EDITABLE_SETTINGS = (
-    "audit_retention_days",
-    "approval_pending_seconds",
-    "approval_grant_seconds",
-    "approval_denial_seconds",
-)
+MINUTE, DAY = 60, 86_400
+
+
+@dataclass(frozen=True)
+class EditableSetting:
+    minimum: int
+    maximum: int
+    help: str
+    nullable: bool = False
+
+
+# What an owner may change through PATCH /v1/org, and within which bounds; everything else is read-only.
+EDITABLE_SETTINGS = {
+    "audit_retention_days": EditableSetting(
+        1, MAX_PRUNE_DAYS, "Audit rows older than this many days are pruned daily; null keeps them forever.", True
+    ),
+    "approval_pending_seconds": EditableSetting(MINUTE, 7 * DAY, "How long a request waits for an approver."),
+    "approval_grant_seconds": EditableSetting(MINUTE, DAY, "How long an approval stays usable."),
+    "approval_denial_seconds": EditableSetting(
+        MINUTE, 7 * DAY, "How long a denial keeps refusing the identical request."
+    ),
+}
+
+
+def _check(changes: dict[str, Any]) -> None:
+    errors = {}
+    for name, value in changes.items():
+        setting = EDITABLE_SETTINGS.get(name)
+        if setting is None:
+            errors[name] = ["This setting cannot be changed here."]
+        elif value is None:
+            if not setting.nullable:
+                errors[name] = ["This setting cannot be null."]
+        elif type(value) is not int or not setting.minimum <= value <= setting.maximum:
+            errors[name] = [f"Must be a whole number from {setting.minimum} to {setting.maximum}."]
+    if errors:
+        raise InvalidRequest("Some settings are not valid.", fields=errors)
 
 
 def update_settings(
     org: Org, *, changes: dict[str, Any], actor: AccountLike, audit_context: AuditContext | None = None
 ) -> Org:
-    """Apply validated `changes` under the org's row lock; one `org.settings_changed` row lists old and new.
+    """Apply `changes` (checked against EDITABLE_SETTINGS: 400 otherwise) under the org's row lock; one
+    `org.settings_changed` row lists old and new.
 
     Values equal to the current ones are no change: a repeated PATCH writes no row.
     """
-    unknown = set(changes) - set(EDITABLE_SETTINGS)
-    if unknown:
-        raise ValueError(f"not editable org settings: {', '.join(sorted(unknown))}")
+    _check(changes)
     with transaction.atomic():
         locked = Org.objects.select_for_update().get(pk=org.pk)
         diff = {

@@ -3,13 +3,13 @@ by keyward (receivers may still see a retry of an attempt whose answer was lost,
 a stable id to de-duplicate on)."""
 
 import logging
-import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from keyward.core.backoff import jittered_backoff
 from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.outbox.models import MessageStatus, OutboxMessage
 from keyward.tenancy.models import Org
@@ -62,8 +62,7 @@ def dispatch(message_id: int) -> None:
 
 
 def backoff(attempts: int) -> timedelta:
-    seconds = min(BASE_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
-    return timedelta(seconds=seconds * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+    return jittered_backoff(attempts, base_seconds=BASE_BACKOFF_SECONDS, max_seconds=MAX_BACKOFF_SECONDS)
 
 
 def deliver(message_id: int) -> str:

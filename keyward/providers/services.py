@@ -5,6 +5,7 @@ A secret's plaintext only ever passes through here on its way into `ProviderSecr
 put in an exception message; responses and audit rows carry its version and fingerprint only.
 """
 
+import hmac
 import json
 
 from django.conf import settings
@@ -129,6 +130,19 @@ def rotate_secret(
             **({"changed": changed} if changed else {}),
         )
     return provider
+
+
+def holds_current_secret(provider: Provider, secret) -> bool:
+    """Whether `secret` is already the provider's current version (so re-running a rotation can change
+    nothing). A current version that does not open never matches: a new version is the fix for it."""
+    plaintext = kinds.prepare_secret(provider.kind, secret).plaintext
+    if not provider.secret_version:
+        return False
+    try:
+        current = current_secret(provider)
+    except ServiceError:
+        return False
+    return hmac.compare_digest(current, plaintext)
 
 
 def current_secret(provider: Provider) -> bytes:

@@ -20,9 +20,7 @@ left to the sweep.
 """
 
 import hashlib
-import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -42,12 +40,14 @@ from keyward.audit.export import exported_rows
 from keyward.audit.models import AuditChain, Outcome, chain_key
 from keyward.audit.services import events_of
 from keyward.audit.writer import Actor, record_event
+from keyward.core.backoff import jittered_backoff
 from keyward.core.queueing import queue_or_leave_to_sweep
 from keyward.crypto.errors import DecryptionError
 from keyward.outbox.services import DeliveryError
 from keyward.outbox.webhooks import post_signed
 from keyward.siem.models import CursorState, DestinationKind, OrgSiemDestination, SiemCursor
 from keyward.tenancy.models import Org
+from keyward.tenancy.scoping import scope_to_org
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ def platform_destination() -> Destination | None:
 
 def org_destination(org_id: int) -> Destination | None:
     """An org's own stream, unsealed (raises DecryptionError if its seal cannot be opened)."""
-    row = OrgSiemDestination.objects.select_related("org").filter(org_id=org_id).first()
+    row = scope_to_org(OrgSiemDestination.objects.select_related("org"), org_id).first()
     if row is None:
         return None
-    sealed = json.loads(row.unseal_secret())
-    return Destination(DestinationKind.ORG, sealed["url"], sealed["secret"].encode(), _version(row.ciphertext))
+    url, secret = row.unseal_destination()
+    return Destination(DestinationKind.ORG, url, secret.encode(), _version(row.ciphertext))
 
 
 def _version(ciphertext: bytes | memoryview) -> str:
@@ -124,7 +124,7 @@ def _current(destination: Destination, org_id: int | None) -> Destination | None
     under way (a new URL, a rotated secret); no batch after that may go to the old one."""
     if destination.kind != DestinationKind.ORG:
         return destination
-    ciphertext = OrgSiemDestination.objects.filter(org_id=org_id).values_list("ciphertext", flat=True).first()
+    ciphertext = scope_to_org(OrgSiemDestination.objects, org_id).values_list("ciphertext", flat=True).first()
     if ciphertext is None:
         return None
     if _version(ciphertext) == destination.version:
@@ -145,7 +145,7 @@ def kinds_covering(org_id: int | None) -> list[str]:
     kinds = []
     if platform_destination() is not None:
         kinds.append(DestinationKind.PLATFORM)
-    if org_id is not None and OrgSiemDestination.objects.filter(org_id=org_id).exists():
+    if org_id is not None and scope_to_org(OrgSiemDestination.objects, org_id).exists():
         kinds.append(DestinationKind.ORG)
     return kinds
 
@@ -164,9 +164,7 @@ def ensure_cursor(kind: str, org_id: int | None) -> SiemCursor:
 
 
 def backoff(attempts: int) -> timedelta:
-    """Exponential from BASE_BACKOFF_SECONDS, capped, with jitter so many cursors do not retry in step."""
-    seconds = min(BASE_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
-    return timedelta(seconds=seconds * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+    return jittered_backoff(attempts, base_seconds=BASE_BACKOFF_SECONDS, max_seconds=MAX_BACKOFF_SECONDS)
 
 
 _process_locks: dict[int, threading.Lock] = {}
@@ -244,7 +242,10 @@ def deliver(kind: str, org_id: int | None, *, force: bool = False) -> RunResult:
                 _failed(cursor, exc, org=org, host=destination.host, first=first, last=last)
                 return _after_failure(kind, chain, cursor, progress)
             if not _advanced(cursor, last, now):
-                return RunResult(kind, chain, RunOutcome.BUSY, delivered, batches, cursor.last_seq)
+                # Removed meanwhile (its cursor went with it), or another delivery moved the cursor.
+                gone = not SiemCursor.objects.filter(pk=cursor_id).exists()
+                outcome = RunOutcome.NO_DESTINATION if gone else RunOutcome.BUSY
+                return RunResult(kind, chain, outcome, delivered, batches, cursor.last_seq)
             delivered, batches = delivered + len(rows), batches + 1
         if batches >= MAX_BATCHES_PER_RUN or time.monotonic() - started >= RUN_BUDGET_SECONDS:
             outcome = RunOutcome.MORE if _is_behind(cursor_id) else RunOutcome.UP_TO_DATE

@@ -9,7 +9,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from keyward.crypto.envelope import SealContext, SealedSecretFields
+from keyward.crypto.envelope import SealContext, SealedDestinationFields
 from keyward.tenancy.models import Org
 
 
@@ -26,7 +26,7 @@ class CursorState(models.TextChoices):
     PARKED = "parked", "Parked (needs a human)"
 
 
-class OrgSiemDestination(SealedSecretFields):
+class OrgSiemDestination(SealedDestinationFields):
     """An org's own SIEM endpoint. The URL and the signing secret are sealed together (URLs often
     carry a token); only the host is stored in the clear, for display."""
 
@@ -34,7 +34,6 @@ class OrgSiemDestination(SealedSecretFields):
 
     org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="siem_destination")
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    host = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -4,10 +4,8 @@ Changing or removing the destination is owner-only in the API: redirecting or st
 stream is what an intruder would do to blind the security team. Every change is audited.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -62,14 +60,12 @@ def set_destination(
     configuration deserves a fresh attempt.
     """
     url = validate_outbound_url(url, field="url")
-    host = urlsplit(url).hostname or ""
     with transaction.atomic():
         destination = _destination(org, lock=True)
         created = destination is None
         if created:
             destination = OrgSiemDestination(org=org)
-        destination.host = host
-        destination.seal_secret(json.dumps({"url": url, "secret": secret}).encode())
+        destination.seal_destination(url, secret)
         destination.save()
         cursor = ensure_cursor(DestinationKind.ORG, org.pk)
         SiemCursor.objects.filter(pk=cursor.pk).update(
@@ -81,7 +77,7 @@ def set_destination(
             outcome=Outcome.SUCCESS,
             actor=actor,
             context=audit_context,
-            detail={"host": host, "created": created},
+            detail={"host": destination.host, "created": created},
         )
     return status(org)
 
@@ -116,19 +112,52 @@ def retry_delivery(org: Org, *, actor: AccountLike, audit_context: AuditContext 
         cursor = SiemCursor.objects.select_for_update().get(pk=cursor.pk)
         if cursor.state == CursorState.OK:
             raise Conflict("SIEM delivery is neither parked nor backing off.", code="siem_delivery_ok")
-        previous_state, last_error = cursor.state, cursor.last_error
-        cursor.state, cursor.attempts, cursor.next_attempt_at = CursorState.OK, 0, timezone.now()
-        cursor.last_error, cursor.parked_at = "", None
-        cursor.save(update_fields=["state", "attempts", "next_attempt_at", "last_error", "parked_at"])
-        record_event(
-            org=org,
-            event_type=events.SIEM_DELIVERY_RETRIED,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            context=audit_context,
-            detail={"previous_state": previous_state, "error": last_error, "from_seq": cursor.last_seq + 1},
-        )
+        _resume(cursor, org=org, actor=actor, audit_context=audit_context)
     return status(org)
+
+
+def retry_platform_delivery(chain: str, *, actor: AccountLike) -> bool:
+    """The operator's un-park of the platform stream on one chain; False if it was not waiting."""
+    with transaction.atomic():
+        cursor = (
+            SiemCursor.objects.select_for_update()
+            .filter(destination=DestinationKind.PLATFORM, chain=chain)
+            .exclude(state=CursorState.OK)
+            .first()
+        )
+        if cursor is None:
+            return False
+        _resume(cursor, org=None, actor=actor, audit_context=None, destination=DestinationKind.PLATFORM)
+    return True
+
+
+def _resume(
+    cursor: SiemCursor,
+    *,
+    org: Org | None,
+    actor: AccountLike,
+    audit_context: AuditContext | None,
+    **detail: str,
+) -> None:
+    """Back to OK and due now, from where it stood; audited on `org`'s chain (None: the platform's)."""
+    previous_state, last_error = cursor.state, cursor.last_error
+    cursor.state, cursor.attempts, cursor.next_attempt_at = CursorState.OK, 0, timezone.now()
+    cursor.last_error, cursor.parked_at = "", None
+    cursor.save(update_fields=["state", "attempts", "next_attempt_at", "last_error", "parked_at"])
+    record_event(
+        org=org,
+        event_type=events.SIEM_DELIVERY_RETRIED,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        context=audit_context,
+        detail={
+            **detail,
+            "chain": cursor.chain,
+            "previous_state": previous_state,
+            "error": last_error,
+            "from_seq": cursor.last_seq + 1,
+        },
+    )
 
 
 def status(org: Org) -> SiemStatus:

@@ -7,14 +7,17 @@ from keyward.core.exceptions import Forbidden
 from keyward.tenancy.models import Org
 
 
-def scope_to_org(queryset: models.QuerySet, org: Org, org_field: str = "org") -> models.QuerySet:
+def scope_to_org(queryset: models.QuerySet, org: Org | int, org_field: str = "org") -> models.QuerySet:
     """Restrict `queryset` to one org's rows; rows of any other org simply do not exist (404).
 
-    Refuses a missing org: filtering on None would select the rows of no org (the platform's).
+    `org` is a saved Org, or an org id (tasks carry ids). Refuses a missing org: filtering on None
+    would select the rows of no org (the platform's).
     """
-    if not isinstance(org, Org) or org.pk is None:
-        raise TypeError("scope_to_org needs a saved Org")
-    return queryset.filter(**{org_field: org})
+    if isinstance(org, Org) and org.pk is not None:
+        return queryset.filter(**{org_field: org})
+    if type(org) is int and org > 0:
+        return queryset.filter(**{f"{org_field}_id": org})
+    raise TypeError("scope_to_org needs a saved Org or an org id")
 
 
 def caller_org(user) -> Org:

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives import serialization
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from keyward.audit.writer import Actor
 from keyward.crypto import signing
 from keyward.crypto.errors import DecryptionError
 from keyward.crypto.models import SigningKey, SigningKeyState
@@ -264,7 +263,7 @@ def test_rotation_and_retirement_are_platform_audit_rows():
     from keyward.crypto.tasks import retire_signing_keys
 
     first = signing.active_signing_key()
-    rotation = signing.rotate_signing_key(actor=Actor.system("manage.py rotate_signing_key"))
+    rotation = signing.rotate_signing_key(performed_by="manage.py rotate_signing_key")
     rotated = AuditEvent.objects.get(org=None, event_type="signing_key.rotated")
     assert (rotated.actor_type, rotated.actor_name) == ("system", "manage.py rotate_signing_key")
     assert rotated.detail == {
@@ -283,3 +282,18 @@ def test_rotation_and_retirement_are_platform_audit_rows():
     serialized = str(list(AuditEvent.objects.values()))
     assert "PRIVATE" not in serialized
     assert "private" not in serialized
+
+
+def test_a_rotation_whose_audit_row_cannot_be_written_does_not_happen(monkeypatch):
+    from keyward.audit import receivers
+    from keyward.audit.writer import AuditUnavailable
+
+    first = signing.active_signing_key()
+
+    def audit_down(**kwargs):
+        raise AuditUnavailable("audit log unavailable")
+
+    monkeypatch.setattr(receivers, "record_event", audit_down)
+    with pytest.raises(AuditUnavailable):
+        signing.rotate_signing_key()
+    assert list(SigningKey.objects.values_list("kid", "state")) == [(first.kid, SigningKeyState.ACTIVE)]

@@ -90,3 +90,24 @@ def test_a_backing_off_stream_says_when_it_is_tried_next_with_date_and_zone(call
     assert re.search(
         r"FAILING after seq 0 \(http_503\), next try \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\n", out.getvalue()
     )
+
+
+def test_un_parking_the_platform_stream_is_a_platform_audit_row(callers, receivers, settings):
+    platform = receivers(PLATFORM_SECRET)
+    settings.KEYWARD_SIEM_WEBHOOK_URL, settings.KEYWARD_SIEM_WEBHOOK_SECRET = platform.url(), PLATFORM_SECRET
+    make_audit_events(callers.org, 1)
+    platform.answer_next(401)
+    with pytest.raises(CommandError):
+        deliver_siem("--org", callers.org.slug)
+
+    out = deliver_siem("--org", callers.org.slug, "--retry-parked")
+    assert "un-parked (was http_401)" in out
+    row = AuditEvent.objects.get(org=None, event_type="siem.delivery_retried")
+    assert (row.actor_type, row.actor_name) == ("system", "manage.py deliver_siem")
+    assert (row.detail["destination"], row.detail["chain"], row.detail["error"]) == (
+        "platform",
+        f"org:{callers.org.pk}",
+        "http_401",
+    )
+    assert not services.retry_platform_delivery(f"org:{callers.org.pk}", actor=None)  # not waiting: no row
+    assert AuditEvent.objects.filter(event_type="siem.delivery_retried", org=None).count() == 1

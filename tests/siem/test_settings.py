@@ -34,7 +34,10 @@ def run(env_overrides: dict, tmp_path: Path, code: str = SHOW) -> subprocess.Com
             {"KEYWARD_SIEM_WEBHOOK_URL": "https://siem.example.com/in", "KEYWARD_SIEM_WEBHOOK_SECRET": "short"},
             "KEYWARD_SIEM_WEBHOOK_SECRET must be at least 32",
         ),
-        ({"KEYWARD_SIEM_WEBHOOK_URL": "siem.example.com", "KEYWARD_SIEM_WEBHOOK_SECRET": SECRET}, "absolute http(s)"),
+        (
+            {"KEYWARD_SIEM_WEBHOOK_URL": "siem.example.com/hook/tok-3f9a77", "KEYWARD_SIEM_WEBHOOK_SECRET": SECRET},
+            "absolute http(s)",
+        ),
         (
             {
                 "KEYWARD_SIEM_WEBHOOK_URL": "http://siem.example.com/in",
@@ -56,6 +59,7 @@ def test_bad_configuration_stops_start_up(tmp_path, env, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert SECRET not in result.stderr
+    assert "tok-3f9a77" not in result.stderr  # a URL's token is a secret too
 
 
 def test_the_secret_may_come_from_a_file_and_the_url_is_kept_as_given(tmp_path):

@@ -2,7 +2,6 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from keyward.audit.writer import Actor
 from keyward.crypto.envelope import rewrap_all
 from keyward.crypto.kms import local_keyring
 
@@ -27,7 +26,7 @@ class Command(BaseCommand):
         for previous in keyring.previous:
             self.stdout.write(f"Previous master key: {previous.kek_id}")
 
-        reports = rewrap_all(batch_size=batch_size, actor=Actor.system("manage.py rotate_master_key"))
+        reports = rewrap_all(batch_size=batch_size, performed_by="manage.py rotate_master_key")
         for report in reports:
             self.stdout.write(
                 f"{report.model}: {report.rewrapped} re-wrapped, {report.already_current} already current, "

@@ -3,10 +3,9 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from keyward.audit.writer import Actor
 from keyward.crypto import signing
 
-COMMAND_ACTOR = Actor.system("manage.py rotate_signing_key")
+PERFORMED_BY = "manage.py rotate_signing_key"
 
 
 class Command(BaseCommand):
@@ -20,14 +19,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, retire_only: bool, **options):
         if not retire_only:
-            rotation = signing.rotate_signing_key(actor=COMMAND_ACTOR)
+            rotation = signing.rotate_signing_key(performed_by=PERFORMED_BY)
             self.stdout.write(f"New active signing key: {rotation.active.kid}")
             if rotation.retiring is not None:
                 self.stdout.write(
                     f"Retiring {rotation.retiring.kid}: published until {rotation.retiring.retire_after.isoformat()} "
                     f"(KEYWARD_MAX_CREDENTIAL_TTL={settings.KEYWARD_MAX_CREDENTIAL_TTL}s + leeway)"
                 )
-        retired = signing.retire_expired_keys(actor=COMMAND_ACTOR)
+        retired = signing.retire_expired_keys(performed_by=PERFORMED_BY)
         for kid in retired:
             self.stdout.write(f"Retired {kid}: no longer published")
         self.stdout.write(self.style.SUCCESS(f"Done: {len(retired)} key(s) retired."))

@@ -1,14 +1,12 @@
 """Rotate a provider's secret from the command line, reading the new secret from stdin."""
 
-import hmac
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from keyward.audit.writer import Actor, AuditContext
 from keyward.core.exceptions import ServiceError
-from keyward.crypto.envelope import fingerprint
-from keyward.providers import kinds, services
+from keyward.providers import services
 from keyward.providers.models import Provider
 
 
@@ -34,18 +32,6 @@ def _read_secret() -> str:
     return secret
 
 
-def _holds_already(provider: Provider, plaintext: bytes) -> bool:
-    """Whether the current version is this very secret, so that running the command again changes nothing.
-    A current version that does not open is never a match: a new version is the fix for it."""
-    if not provider.secret_version:
-        return False
-    try:
-        current = services.current_secret(provider)
-    except ServiceError:
-        return False
-    return hmac.compare_digest(current, plaintext)
-
-
 class Command(BaseCommand):
     help = (
         "Seal a new version of a provider's secret, read from stdin (all of it, minus one trailing newline). "
@@ -58,16 +44,16 @@ class Command(BaseCommand):
         parser.add_argument("--provider", required=True, help="the provider's name")
 
     def handle(self, *args, org: str, provider: str, **options):
-        found = Provider.objects.select_related("org").filter(org__slug=org, name=provider).first()
+        named = Provider.objects.select_related("org").filter(org__slug=org, name=provider)
+        found = services.providers_with_secret_metadata(named).first()
         if found is None:
             raise CommandError(f"No provider {provider!r} in an org with slug {org!r}.")
         secret = _read_secret()
         try:
-            plaintext = kinds.prepare_secret(found.kind, secret).plaintext
-            if _holds_already(found, plaintext):
+            if services.holds_current_secret(found, secret):
                 self.stdout.write(
                     f"Unchanged: {found.name} (org {org}) already holds this secret as version "
-                    f"{found.secret_version}, fingerprint {fingerprint(plaintext)}."
+                    f"{found.secret_version}, fingerprint {found.current_fingerprint}."
                 )
                 return
             rotated = services.rotate_secret(

@@ -65,9 +65,7 @@ class Command(BaseCommand):
                 with suppress(Conflict):  # un-parked meanwhile
                     services.retry_delivery(cursor.org, actor=COMMAND_ACTOR)
             else:
-                SiemCursor.objects.filter(pk=cursor.pk, state=CursorState.PARKED).update(
-                    state=CursorState.OK, attempts=0, last_error="", parked_at=None
-                )
+                services.retry_platform_delivery(cursor.chain, actor=COMMAND_ACTOR)
             self.stdout.write(f"  {self._name(cursor)}: un-parked (was {cursor.last_error or 'parked'})")
 
     @staticmethod
