@@ -162,19 +162,6 @@ def test_a_failing_siem_cursor_stops_that_org_only(monkeypatch):
 # --- the accessor --------------------------------------------------------------------------------
 
 
-def test_without_the_siem_app_nothing_holds_pruning_back(monkeypatch):
-    monkeypatch.setitem(sys.modules, "keyward.siem.services", None)  # import fails: ModuleNotFoundError
-    monkeypatch.setattr(delivery.apps, "is_installed", lambda name: False)
-    assert delivery.siem_delivered_through(make_org()) is None
-
-
-def test_an_installed_siem_app_whose_cursor_cannot_be_imported_fails_closed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "keyward.siem.services", None)
-    monkeypatch.setattr(delivery.apps, "is_installed", lambda name: name == delivery.SIEM_APP)
-    with pytest.raises(ModuleNotFoundError):
-        delivery.siem_delivered_through(make_org())
-
-
 def test_a_siem_module_without_the_cursor_function_fails_closed(monkeypatch):
     monkeypatch.setitem(sys.modules, "keyward.siem.services", mock.Mock(spec=[]))
     with pytest.raises(ImportError):
