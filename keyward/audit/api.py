@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from keyward.accounts.models import Role
 from keyward.audit import exports, services
 from keyward.audit.export import stream_csv, stream_json
-from keyward.audit.models import AuditEvent, AuditExport, Outcome
+from keyward.audit.models import AuditEvent, AuditExport, ExportFormat, Outcome
 from keyward.audit.serializers import (
     AuditEventSerializer,
     AuditListParamsSerializer,
@@ -36,7 +36,7 @@ from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 NEXT_SINCE_HEADER = "X-Keyward-Next-Since"
-EXPORT_CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+EXPORT_CONTENT_TYPES = {ExportFormat.JSON: "application/json", ExportFormat.CSV: "text/csv; charset=utf-8"}
 
 
 class FormatParameterIsOurs(DefaultContentNegotiation):
@@ -86,7 +86,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, enum=["json", "csv"], description="Body format (default json)."),
+            OpenApiParameter("format", str, enum=ExportFormat.values, description="Body format (default json)."),
             OpenApiParameter("since", int, description="Export rows with seq greater than this (default 0)."),
             OpenApiParameter(
                 NEXT_SINCE_HEADER,
@@ -109,7 +109,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
         """Up to 50,000 rows after `since`, streamed; `X-Keyward-Next-Since` says where the next page starts."""
         params = validated(ExportParamsSerializer, request.query_params)
         window = services.export_window(self.org, params["since"])
-        body = stream_csv(window.rows) if params["format"] == "csv" else stream_json(window.rows)
+        body = stream_csv(window.rows) if params["format"] == ExportFormat.CSV else stream_json(window.rows)
         response = StreamingHttpResponse(body, content_type=EXPORT_CONTENT_TYPES[params["format"]])
         filename = f"audit-{self.org.slug}-after-{params['since']}.{params['format']}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -50,7 +50,7 @@ class AuditListParamsSerializer(serializers.Serializer):
 
 
 class ExportParamsSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=["json", "csv"], default="json")
+    format = serializers.ChoiceField(choices=ExportFormat.choices, default=ExportFormat.JSON)
     since = serializers.IntegerField(
         min_value=0, max_value=MAX_SEQ, default=0, help_text="Export rows with a larger seq (0: from the start)."
     )
@@ -67,11 +67,9 @@ class PruneResponseSerializer(serializers.Serializer):
     )
 
 
-class ExportRequestSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=ExportFormat.choices, default=ExportFormat.JSON)
-    since = serializers.IntegerField(
-        min_value=0, max_value=MAX_SEQ, default=0, help_text="Export rows with a larger seq (0: from the start)."
-    )
+class ExportRequestSerializer(ExportParamsSerializer):
+    """The synchronous export's parameters, plus an upper bound (background exports have no row cap)."""
+
     until = serializers.IntegerField(
         min_value=0,
         max_value=MAX_SEQ,
