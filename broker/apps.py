@@ -6,4 +6,4 @@ class BrokerConfig(AppConfig):
     verbose_name = "Broker (agent-facing credential API)"
 
     def ready(self) -> None:
-        from broker import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from broker import receivers, schema  # noqa: F401 - connects receivers; registers the OpenAPI auth extension

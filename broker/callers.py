@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from broker.models import IssuedCredential
 from broker.refusals import AgentRevoked, AttestationRequired, InvalidDelegation, InvalidUserToken, UnknownAgent
-from keyward.agents.models import Agent
+from keyward.agents.models import Agent, AgentStatus
 from keyward.crypto.signing import SigningKeySource
 from keyward.idp.verification import verify_user_token
 from keyward.jose.errors import TokenInvalid
@@ -41,7 +41,9 @@ def authenticate_user(token: str) -> Caller:
         user = verify_user_token(token)
     except TokenInvalid as exc:
         raise InvalidUserToken(
-            f"The end-user token was refused: {exc}", detail={"verification": str(exc.reason)}
+            f"The end-user token was refused: {exc}",
+            detail={"verification": str(exc.reason)},
+            org=getattr(exc, "org", None),
         ) from None
     return Caller(org=user.org, end_user=user.subject, end_user_email=user.email)
 
@@ -69,10 +71,14 @@ def authenticate_delegation(token: str) -> Caller:
     )
     if parent is None or parent.org_id != claims["org"]:
         raise InvalidDelegation("The delegation token names no credential keyward issued.")
+    # keyward signed this token for `parent.org`: a refusal from here on is that org's to see.
+    refused = {"detail": {"parent_jti": parent.jti}, "org": parent.org}
     if parent.revoked_at is not None:
-        raise InvalidDelegation("The parent credential was revoked.", detail={"parent_jti": parent.jti})
+        raise InvalidDelegation("The parent credential was revoked.", **refused)
     if parent.expires_at <= timezone.now():
-        raise InvalidDelegation("The parent credential has expired.", detail={"parent_jti": parent.jti})
+        raise InvalidDelegation("The parent credential has expired.", **refused)
+    if revoked_agents_in(parent.org, parent.chain):
+        raise InvalidDelegation("An agent in this delegation chain was revoked.", **refused)
     return Caller(
         org=parent.org,
         end_user=parent.end_user,
@@ -80,6 +86,12 @@ def authenticate_delegation(token: str) -> Caller:
         chain=list(parent.chain),
         end_user_email=parent.end_user_email,
     )
+
+
+def revoked_agents_in(org: Org, chain: list[str]) -> bool:
+    """True when an agent named in the chain is revoked (its holdings are revoked with it, but a
+    delegation token must not outlive its agent even for the moment before that commits)."""
+    return Agent.objects.filter(org=org, name__in=chain, status=AgentStatus.REVOKED).exists()
 
 
 def resolve_agent(org: Org, name: str) -> Agent:

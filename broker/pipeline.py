@@ -23,11 +23,13 @@ from broker.callers import (
     authenticate_user,
     delegation_audience,
     resolve_agent,
+    revoked_agents_in,
 )
 from broker.minters import Minted, MintError, MintRequest, minter_for
 from broker.models import IdempotencyRecord, IssuedCredential
 from broker.parsing import CredentialRequest, parse_credential_request
 from broker.refusals import (
+    AgentRevoked,
     ApprovalDenied,
     DelegationTooDeep,
     InvalidDelegation,
@@ -38,7 +40,7 @@ from broker.refusals import (
     UnknownProvider,
 )
 from keyward import scopes as scope_rules
-from keyward.agents.models import Agent
+from keyward.agents.models import Agent, AgentStatus
 from keyward.agents.services import grant_allows
 from keyward.approvals import services as approvals
 from keyward.approvals.models import Approval
@@ -102,6 +104,7 @@ def handle(http_request: HttpRequest) -> BrokerAnswer:
         return _run(http_request, facts)
     except Refusal as refusal:
         facts.detail.update(refusal.detail)
+        facts.org = facts.org or refusal.org
         facts.record(
             event_type=events.CREDENTIAL_DENIED, outcome=Outcome.DENIED, reason_code=refusal.code, durable=True
         )
@@ -259,6 +262,25 @@ def clamp_ttl(requested: int, caller: Caller, agent: Agent, provider: Provider) 
     return ttl
 
 
+def _recheck_under_chain_lock(issuance: Issuance) -> None:
+    """Refuse (and roll back) a credential whose agent, chain or parent was revoked while it was minted.
+
+    Runs in the issuance transaction after its audit row took the org's chain lock, which revoking
+    an agent or a credential takes before it looks for what to revoke: so either that revocation
+    committed first and is seen here, or it runs after this commit and finds this credential.
+    """
+    caller = issuance.caller
+    if revoked_agents_in(caller.org, issuance.facts.chain):
+        if not Agent.objects.filter(pk=issuance.agent.pk, status=AgentStatus.ACTIVE).exists():
+            raise AgentRevoked(f"The agent {issuance.agent.name!r} is revoked.")
+        raise InvalidDelegation("An agent in this delegation chain was revoked.")
+    if (
+        caller.parent is not None
+        and IssuedCredential.objects.filter(pk=caller.parent.pk, revoked_at__isnull=False).exists()
+    ):
+        raise InvalidDelegation("The parent credential was revoked.", detail={"parent_jti": caller.parent.jti})
+
+
 def _approval_gate(issuance: Issuance) -> Approval | None:
     """Consume a granted approval (returned), or answer 202 (None) / 403 for a pending or denied one."""
     request, caller, facts = issuance.request, issuance.caller, issuance.facts
@@ -386,6 +408,7 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
         if approval is not None:
             Approval.objects.filter(pk=approval.pk).update(credential_jti=mint_request.jti)
         facts.record(event_type=events.CREDENTIAL_ISSUED, outcome=Outcome.SUCCESS, credential_jti=mint_request.jti)
+        _recheck_under_chain_lock(issuance)
         if issuance.claim is not None:
             idempotency.complete(issuance.claim, body, expires_at)
     return BrokerAnswer(200, body)

@@ -1,14 +1,21 @@
 """Every way the broker says no, with the status and code of DESIGN.md §4. Each one is audited."""
 
 from keyward.core.exceptions import ServiceError
+from keyward.tenancy.models import Org
 
 
 class Refusal(ServiceError):
-    """A broker outcome other than 200/202. `detail` holds non-secret facts for the audit row."""
+    """A broker outcome other than 200/202. `detail` holds non-secret facts for the audit row.
 
-    def __init__(self, message: str, *, detail: dict | None = None):
+    `org` names the org a refusal belongs to when the caller was not authenticated but what it
+    presented points at one org (a forged token for its IdP, a revoked delegation token): the
+    refusal is written to that org's audit chain instead of the platform's.
+    """
+
+    def __init__(self, message: str, *, detail: dict | None = None, org: Org | None = None):
         super().__init__(message)
         self.detail = detail or {}
+        self.org = org
 
 
 class InvalidBrokerRequest(Refusal):

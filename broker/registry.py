@@ -12,9 +12,10 @@ from django.utils import timezone
 from broker.minters import MintError, minter_for
 from broker.minters.keyward_jwt import CREDENTIAL_TYPE as KEYWARD_JWT_TYPE
 from broker.models import IntrospectionKey, IssuedCredential, RevocationHandle
+from keyward.agents.models import Agent
 from keyward.audit import events
-from keyward.audit.models import Outcome
-from keyward.audit.writer import AuditContext, record_event
+from keyward.audit.models import Outcome, chain_key
+from keyward.audit.writer import AuditContext, lock_chain_head, record_event
 from keyward.crypto.errors import DecryptionError
 from keyward.crypto.signing import SigningKeySource
 from keyward.jose.errors import TokenInvalid
@@ -25,6 +26,7 @@ from keyward.tenancy.models import Org
 INTROSPECTION_KEY_PREFIX = "kw_intro_"
 MAX_CASCADE_LEVELS = 64  # far beyond any org's delegation depth; keeps the walk bounded regardless
 AUDITED_JTIS = 50
+AGENT_REVOKED_REASON = "agent revoked"
 
 
 def revoke(
@@ -38,6 +40,10 @@ def revoke(
     """
     now = timezone.now()
     with transaction.atomic():
+        # First the org's chain lock, which the issuance transaction takes too: a child being issued
+        # concurrently either committed already (so the walk below finds it) or re-checks its
+        # parent under this lock after we commit (`pipeline._recheck_under_chain_lock`).
+        lock_chain_head(chain_key(credential.org))
         family = _with_descendants(credential)
         newly = list(
             IssuedCredential.objects.filter(pk__in=family, revoked_at__isnull=True).values_list("jti", flat=True)
@@ -63,6 +69,21 @@ def revoke(
         # After commit, outside any transaction; `robust`: a bug upstream cannot undo or hide the revocation.
         transaction.on_commit(lambda: revoke_upstream(family, actor=actor, audit_context=audit_context), robust=True)
     return newly
+
+
+def revoke_held_by(agent: Agent, *, actor=None, audit_context: AuditContext | None = None) -> list[str]:
+    """Revoke every live credential `agent` holds, each with all that was delegated from it.
+
+    One audit row per family, as `revoke` writes. An agent appears at most once in a chain, so no
+    credential it holds descends from another one it holds: each is the root of its own family.
+    """
+    held = IssuedCredential.objects.select_related("org", "agent", "provider").filter(
+        agent=agent, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+    revoked: list[str] = []
+    for credential in held:
+        revoked += revoke(credential, actor=actor, audit_context=audit_context, reason=AGENT_REVOKED_REASON)
+    return revoked
 
 
 def keep_revocation_handle(*, org: Org, jti: str, handle: bytes, expires_at) -> None:

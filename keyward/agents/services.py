@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from keyward import scopes as scope_patterns
 from keyward.agents.models import Agent, AgentStatus
+from keyward.agents.signals import agent_revoked
 from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import AuditContext, record_event
@@ -145,18 +146,28 @@ def _check_attestation(agent: Agent) -> None:
 
 @transaction.atomic
 def revoke_agent(agent: Agent, *, actor=None, audit_context: AuditContext | None = None) -> Agent:
-    """Stop the agent from getting credentials. Idempotent: revoking a revoked agent records nothing."""
+    """Stop the agent from getting credentials and revoke every live credential it holds.
+
+    The holdings (and everything delegated from them) are revoked by the broker's receiver of
+    `agent_revoked`, in this transaction and after the audit row took the org's chain lock: an
+    issuance racing this one either committed before (and is revoked here) or re-checks the agent
+    under the same lock and is refused. Idempotent: revoking a revoked agent records nothing.
+    """
     agent = _locked(Agent.objects.filter(pk=agent.pk))
     if agent.status != AgentStatus.REVOKED:
         agent.status, agent.revoked_at = AgentStatus.REVOKED, timezone.now()
         agent.save(update_fields=["status", "revoked_at", "updated_at"])
         _record(agent, events.AGENT_REVOKED, actor, audit_context)
+        agent_revoked.send(sender=Agent, agent=agent, actor=actor, audit_context=audit_context)
     return agent
 
 
 @transaction.atomic
 def restore_agent(agent: Agent, *, actor=None, audit_context: AuditContext | None = None) -> Agent:
-    """Let a revoked agent get credentials again. Idempotent: restoring an active agent records nothing."""
+    """Let a revoked agent get credentials again; what was revoked with it stays revoked.
+
+    Idempotent: restoring an active agent records nothing.
+    """
     agent = _locked(Agent.objects.filter(pk=agent.pk))
     if agent.status != AgentStatus.ACTIVE:
         agent.status, agent.revoked_at = AgentStatus.ACTIVE, None

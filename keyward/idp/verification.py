@@ -73,18 +73,33 @@ def _candidate_connector(claims: dict) -> IdpConnector:
     return found[0]
 
 
+class ConnectorTokenInvalid(TokenInvalid):
+    """A token refused by the connector its `iss`/`aud` selected. `org` is that connector's org: a
+    forged or expired token aimed at an org is an attack on that org, so its audit chain shows it."""
+
+    def __init__(self, refusal: TokenInvalid, org: Org):
+        super().__init__(refusal.reason)
+        self.message = refusal.message
+        self.args = refusal.args
+        self.org = org
+
+
 def verify_user_token(token: str) -> VerifiedUser:
-    """Verify an end-user token against the connector its issuer and audience select; else TokenInvalid."""
+    """Verify an end-user token against the connector its issuer and audience select; else TokenInvalid
+    (ConnectorTokenInvalid, naming the org, once a connector was selected)."""
     connector = _candidate_connector(peek_claims(token))
-    claims = verify_jwt(
-        token,
-        keys=key_source_for(connector),
-        algorithms=connector.allowed_algorithms,
-        issuer=connector.issuer,
-        audience=connector.audience,
-        required_claims=("sub",),
-    )
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject or len(subject) > 255:
-        raise TokenInvalid(TokenFailure.MALFORMED)
+    try:
+        claims = verify_jwt(
+            token,
+            keys=key_source_for(connector),
+            algorithms=connector.allowed_algorithms,
+            issuer=connector.issuer,
+            audience=connector.audience,
+            required_claims=("sub",),
+        )
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise TokenInvalid(TokenFailure.MALFORMED)
+    except TokenInvalid as refusal:
+        raise ConnectorTokenInvalid(refusal, connector.org) from None
     return VerifiedUser(org=connector.org, connector=connector, subject=subject, claims=claims)

@@ -155,3 +155,18 @@ def test_an_expired_handle_is_dropped_without_calling_the_provider(world, stubs)
     assert not RevocationHandle.objects.exists()
     assert github.server.count("DELETE") == 0
     assert upstream_events() == []
+
+
+def test_revoking_the_agent_revokes_its_github_token_upstream(world, stubs, admin, django_capture_on_commit_callbacks):
+    github = setups.github_app(world, stubs)
+    body = github.ask(world).json()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(f"/v1/agents/{world.agent.name}/revoke")
+
+    assert response.status_code == 200, response.content
+    assert github.fake.revoked == [body["credential"]]
+    (event,) = upstream_events()
+    assert (event.outcome, event.credential_jti) == ("success", body["credential_id"])
+    assert IssuedCredential.objects.get(jti=body["credential_id"]).revoked_reason == registry.AGENT_REVOKED_REASON
+    assert not RevocationHandle.objects.exists()
