@@ -168,6 +168,9 @@ KEYWARD_MAX_CREDENTIAL_TTL = env_int("KEYWARD_MAX_CREDENTIAL_TTL", 86400, minimu
 KEYWARD_EXPORT_DIR = Path(env_str("KEYWARD_EXPORT_DIR", str(VAR_DIR / "exports")))
 KEYWARD_EXPORT_TTL = env_int("KEYWARD_EXPORT_TTL", 86400, minimum=60)
 KEYWARD_EXPORT_LINK_TTL = env_int("KEYWARD_EXPORT_LINK_TTL", 600, minimum=10)
+# The youngest audit rows anyone may delete, in days: POST /v1/audit/prune, org retention settings,
+# the retention task and `manage.py prune_audit` all stop there. The operator's floor, not an org's.
+KEYWARD_AUDIT_MIN_RETENTION_DAYS = env_int("KEYWARD_AUDIT_MIN_RETENTION_DAYS", 30, minimum=1)
 KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)

@@ -70,7 +70,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     pagination_class = AuditCursorPagination
     content_negotiation_class = FormatParameterIsOurs
     required_role = Role.VIEWER
-    action_roles = {"prune": Role.ADMIN}
+    action_roles = {"prune": Role.OWNER}  # deleting history is an owner's act
 
     def filter_queryset(self, queryset):
         if self.action != "list":

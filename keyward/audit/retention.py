@@ -71,16 +71,17 @@ def apply_retention(max_rows_per_org: int | None = None) -> list[OrgPrune]:
     outcomes = []
     orgs = Org.objects.filter(audit_retention_days__isnull=False).order_by("pk")
     for org in orgs.iterator():
+        days = max(org.audit_retention_days, services.min_prune_days())  # the floor may have risen since
         try:
-            outcome = prune_org(org, org.audit_retention_days, actor=RETENTION_ACTOR, max_rows=max_rows_per_org)
+            outcome = prune_org(org, days, actor=RETENTION_ACTOR, max_rows=max_rows_per_org)
         except SoftTimeLimitExceeded:
             raise
         except services.AuditChainBroken as exc:
             logger.error("audit retention: org %s not pruned: %s", org.slug, exc)
-            outcome = OrgPrune(org, org.audit_retention_days, 0, 0, None, False, False, error=exc.code)
+            outcome = OrgPrune(org, days, 0, 0, None, False, False, error=exc.code)
         except Exception as exc:
             logger.exception("audit retention: pruning org %s failed", org.slug)
-            outcome = OrgPrune(org, org.audit_retention_days, 0, 0, None, False, False, error=type(exc).__name__)
+            outcome = OrgPrune(org, days, 0, 0, None, False, False, error=type(exc).__name__)
         if outcome.held_for_siem:
             logger.warning(
                 "audit retention: org %s keeps rows after seq %s until every SIEM destination has them",

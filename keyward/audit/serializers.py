@@ -5,7 +5,7 @@ from datetime import datetime
 from rest_framework import serializers
 
 from keyward.audit.models import AuditEvent, AuditExport, ExportFormat, Outcome
-from keyward.audit.services import MAX_PRUNE_DAYS
+from keyward.audit.services import MAX_PRUNE_DAYS, min_prune_days
 
 MAX_SEQ = 2**63 - 1
 
@@ -57,7 +57,12 @@ class ExportParamsSerializer(serializers.Serializer):
 
 
 class PruneSerializer(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=MAX_PRUNE_DAYS)
+    days = serializers.IntegerField(
+        min_value=min_prune_days(),
+        max_value=MAX_PRUNE_DAYS,
+        help_text="Delete rows older than this many days; the operator's floor (KEYWARD_AUDIT_MIN_RETENTION_DAYS, "
+        "30 by default) is the minimum.",
+    )
 
 
 class PruneResponseSerializer(serializers.Serializer):

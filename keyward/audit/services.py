@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -18,6 +19,11 @@ from keyward.tenancy.scoping import scope_to_org
 EXPORT_MAX_ROWS = 50_000
 VERIFY_CHUNK_ROWS = 2_000
 MAX_PRUNE_DAYS = 36_500
+
+
+def min_prune_days() -> int:
+    """The operator's floor (KEYWARD_AUDIT_MIN_RETENTION_DAYS): no row younger than this is ever pruned."""
+    return min(settings.KEYWARD_AUDIT_MIN_RETENTION_DAYS, MAX_PRUNE_DAYS)
 
 
 def events_of(org: Org | None) -> models.QuerySet:
@@ -219,9 +225,10 @@ def prune(
     of the last deleted row) lets the remaining chain verify; the `audit.pruned` row records it
     too. With `record_if_empty` False a prune that deletes nothing writes no row (idempotent runs).
     """
-    if not 1 <= days <= MAX_PRUNE_DAYS:
+    floor = min_prune_days()
+    if not floor <= days <= MAX_PRUNE_DAYS:
         raise InvalidRequest(
-            "days is out of range.", fields={"days": [f"Must be a whole number from 1 to {MAX_PRUNE_DAYS}."]}
+            "days is out of range.", fields={"days": [f"Must be a whole number from {floor} to {MAX_PRUNE_DAYS}."]}
         )
     if max_rows is not None and max_rows < 1:
         raise ValueError("max_rows must be at least 1")

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from keyward.audit import events
 from keyward.audit.models import Outcome
-from keyward.audit.services import MAX_PRUNE_DAYS
+from keyward.audit.services import MAX_PRUNE_DAYS, min_prune_days
 from keyward.audit.writer import AccountLike, AuditContext, record_event
 from keyward.core.exceptions import InvalidRequest
 from keyward.tenancy.models import Org
@@ -26,7 +26,11 @@ class EditableSetting:
 # What an owner may change through PATCH /v1/org, and within which bounds; everything else is read-only.
 EDITABLE_SETTINGS = {
     "audit_retention_days": EditableSetting(
-        1, MAX_PRUNE_DAYS, "Audit rows older than this many days are pruned daily; null keeps them forever.", True
+        min_prune_days(),
+        MAX_PRUNE_DAYS,
+        "Audit rows older than this many days are pruned daily; null keeps them forever. The operator's floor "
+        "(KEYWARD_AUDIT_MIN_RETENTION_DAYS) is the minimum.",
+        True,
     ),
     "approval_pending_seconds": EditableSetting(MINUTE, 7 * DAY, "How long a request waits for an approver."),
     "approval_grant_seconds": EditableSetting(MINUTE, DAY, "How long an approval stays usable."),

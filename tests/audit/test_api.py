@@ -14,6 +14,7 @@ from keyward.audit import services
 from keyward.audit.models import AuditChain, AuditEvent, chain_key
 from keyward.audit.services import verify_chain
 from keyward.audit.writer import Actor, AuditContext, record_event
+from keyward.core.exceptions import InvalidRequest
 from tests.audit.offline import assert_rows_reverify
 from tests.factories import make_audit_events
 from tests.permissions import assert_permission_matrix
@@ -279,11 +280,12 @@ def test_prune_matrix(callers):
     write_at(callers.org, now - timedelta(days=40), 3)
     write_at(callers.other_org.org, now - timedelta(days=40), 2)
 
-    responses = assert_permission_matrix(callers, "POST", "/v1/audit/prune", ADMIN_WRITE, data={"days": 30})
+    owner_only = {"anonymous": 401, "other_org": 200, "viewer": 403, "admin": 403, "owner": 200}
+    responses = assert_permission_matrix(callers, "POST", "/v1/audit/prune", owner_only, data={"days": 30})
 
     assert responses["other_org"].json() == {"deleted": 2, "held_for_siem": False}
-    assert responses["admin"].json() == {"deleted": 3, "held_for_siem": False}
-    assert responses["owner"].json() == {"deleted": 0, "held_for_siem": False}
+    assert responses["admin"].json()["error"] == "forbidden"  # deleting history is an owner's act
+    assert responses["owner"].json() == {"deleted": 3, "held_for_siem": False}
     assert verify_chain(callers.org).ok
     assert verify_chain(callers.other_org.org).ok
 
@@ -291,11 +293,11 @@ def test_prune_matrix(callers):
 def test_prune_keeps_the_chain_verifiable_and_is_itself_audited(callers):
     now = timezone.now()
     write_at(callers.org, now - timedelta(days=40), 5)
-    write_at(callers.org, now - timedelta(days=10), 3)
+    write_at(callers.org, now - timedelta(days=35), 3)
     write_at(callers.org, now, 2)
     last_old = AuditEvent.objects.get(org=callers.org, seq=5)
 
-    response = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    response = callers.client("owner").post("/v1/audit/prune", {"days": 36}, format="json")
 
     assert response.status_code == 200
     assert response.json() == {"deleted": 5, "held_for_siem": False}
@@ -311,15 +313,15 @@ def test_prune_keeps_the_chain_verifiable_and_is_itself_audited(callers):
     assert (head.checkpoint_seq, head.checkpoint_hash) == (5, last_old.hash)
     pruned = AuditEvent.objects.get(org=callers.org, seq=11)
     assert (pruned.event_type, pruned.outcome) == ("audit.pruned", "success")
-    assert (pruned.actor_type, pruned.actor_name) == ("account", callers.admin.email)
+    assert (pruned.actor_type, pruned.actor_name) == ("account", callers.owner.email)
     assert pruned.request_id == response["X-Request-Id"]
-    assert pruned.detail == {"days": 30, "deleted": 5, "checkpoint_seq": 5, "checkpoint_hash": last_old.hash}
+    assert pruned.detail == {"days": 36, "deleted": 5, "checkpoint_seq": 5, "checkpoint_hash": last_old.hash}
     result = verify_chain(callers.org)
     assert result.ok, result.broken
     assert (result.rows_checked, result.first_seq, result.checkpoint_seq) == (6, 6, 5)
 
     # A second prune moves the checkpoint again; the chain still verifies and keeps growing.
-    second = callers.client("owner").post("/v1/audit/prune", {"days": 5}, format="json")
+    second = callers.client("owner").post("/v1/audit/prune", {"days": 30}, format="json")
     assert second.json() == {"deleted": 3, "held_for_siem": False}
     make_audit_events(callers.org, 2)
     assert verify_chain(callers.org).ok
@@ -332,7 +334,7 @@ def test_prune_never_deletes_a_row_newer_than_the_cutoff_even_after_a_clock_step
     write_at(callers.org, now - timedelta(days=1))
     write_at(callers.org, now - timedelta(days=50))  # the clock stepped back: old time, newer seq
 
-    response = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    response = callers.client("owner").post("/v1/audit/prune", {"days": 30}, format="json")
 
     assert response.json() == {"deleted": 2, "held_for_siem": False}
     assert AuditEvent.objects.filter(org=callers.org, seq__in=[3, 4]).count() == 2
@@ -342,23 +344,39 @@ def test_prune_never_deletes_a_row_newer_than_the_cutoff_even_after_a_clock_step
 def test_tampering_with_the_checkpoint_is_found(callers):
     write_at(callers.org, timezone.now() - timedelta(days=40), 4)
     make_audit_events(callers.org, 2)
-    callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    callers.client("owner").post("/v1/audit/prune", {"days": 30}, format="json")
     AuditChain.objects.filter(key=chain_key(callers.org)).update(checkpoint_hash="e" * 64)
 
     broken = verify_chain(callers.org).broken
     assert (broken.seq, broken.reason) == (5, "prev_hash_mismatch")
 
 
-@pytest.mark.parametrize("days", [0, -1, "x", 1.5, True, None, 10**9, ""])
+@pytest.mark.parametrize("days", [0, -1, 1, 29, "x", 1.5, True, None, 10**9, ""])
 def test_prune_with_bad_days_is_a_400_and_deletes_nothing(callers, days):
     write_at(callers.org, timezone.now() - timedelta(days=400), 2)
-    response = callers.client("admin").post("/v1/audit/prune", {"days": days}, format="json")
+    response = callers.client("owner").post("/v1/audit/prune", {"days": days}, format="json")
     assert response.status_code == 400
     assert "days" in response.json()["fields"]
     assert AuditEvent.objects.filter(org=callers.org).count() == 2
 
 
 def test_prune_without_days_is_a_400(callers):
-    response = callers.client("admin").post("/v1/audit/prune", {}, format="json")
+    response = callers.client("owner").post("/v1/audit/prune", {}, format="json")
     assert response.status_code == 400
     assert "days" in response.json()["fields"]
+
+
+def test_the_operators_floor_keeps_young_rows_whatever_an_owner_asks(callers, settings):
+    """Finding 4: an admin deleted all history with {"days": 1}; now only owners prune, and never young rows."""
+    write_at(callers.org, timezone.now() - timedelta(days=20), 3)
+
+    for who in ("admin", "owner"):
+        refused = callers.client(who).post("/v1/audit/prune", {"days": 1}, format="json")
+        assert refused.status_code == {"admin": 403, "owner": 400}[who]
+    assert "30" in refused.json()["fields"]["days"][0]
+    assert AuditEvent.objects.filter(org=callers.org).count() == 3
+    with pytest.raises(InvalidRequest, match="out of range"):
+        services.prune(org=callers.org, days=20)  # the service holds the floor for every caller
+
+    settings.KEYWARD_AUDIT_MIN_RETENTION_DAYS = 10  # the operator lowers the floor
+    assert services.prune(org=callers.org, days=10).deleted == 3

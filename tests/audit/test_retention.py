@@ -133,7 +133,7 @@ def test_the_manual_prune_endpoint_respects_the_siem_cursor_too(callers, siem_cu
     write_at(callers.org, 40, 5)
     siem_cursor[callers.org.pk] = 2
 
-    response = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    response = callers.client("owner").post("/v1/audit/prune", {"days": 30}, format="json")
 
     assert response.json() == {"deleted": 2, "held_for_siem": True}
     assert seqs(callers.org) == [3, 4, 5, 6]
@@ -225,8 +225,9 @@ def test_the_command_is_siem_safe_and_says_so(siem_cursor):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--days", "0"], "--days must be a whole number from 1 to 36500"),
+        (["--days", "0"], "--days must be a whole number from 30 to 36500"),
         (["--days", "-3"], "--days must be a whole number"),
+        (["--days", "29"], "--days must be a whole number from 30"),
         (["--days", "36501"], "--days must be a whole number"),
         (["--days", "ten"], "--days must be a whole number"),
         (["--days", "30", "--org", "no-such-org"], "No org with slug 'no-such-org'"),
@@ -352,7 +353,7 @@ def test_pruning_refuses_to_delete_tampered_rows_everywhere_it_runs(siem_cursor,
     assert outcomes[tampered.pk].error == "audit_chain_broken"
     assert outcomes[fine.pk].deleted == 4  # one org's broken chain does not stop the others
 
-    api = callers.client("admin").post("/v1/audit/prune", {"days": 30}, format="json")
+    api = callers.client("owner").post("/v1/audit/prune", {"days": 30}, format="json")
     assert api.status_code == 409
     assert api.json()["error"] == "audit_chain_broken"
     assert "seq 2" in api.json()["message"]

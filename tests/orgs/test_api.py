@@ -79,6 +79,7 @@ def test_repeating_a_patch_writes_no_second_row(callers):
     ("body", "field"),
     [
         ({"audit_retention_days": 0}, "audit_retention_days"),
+        ({"audit_retention_days": 29}, "audit_retention_days"),  # under the operator's floor
         ({"audit_retention_days": 36501}, "audit_retention_days"),
         ({"audit_retention_days": "forever"}, "audit_retention_days"),
         ({"audit_retention_days": 1.5}, "audit_retention_days"),
@@ -119,7 +120,7 @@ def test_a_body_that_is_not_an_object_is_a_400(callers):
 
 def test_the_edges_of_each_range_are_accepted(callers):
     body = {
-        "audit_retention_days": 1,
+        "audit_retention_days": 30,  # the operator's floor (KEYWARD_AUDIT_MIN_RETENTION_DAYS)
         "approval_pending_seconds": 7 * 86400,
         "approval_grant_seconds": 60,
         "approval_denial_seconds": 60,
@@ -136,7 +137,7 @@ def test_a_superadmin_has_no_org_here():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_session_token(superadmin)}")
     assert client.get("/v1/org").json()["error"] == "no_org"
-    assert client.patch("/v1/org", {"audit_retention_days": 5}, format="json").status_code == 403
+    assert client.patch("/v1/org", {"audit_retention_days": 45}, format="json").status_code == 403
 
 
 def test_other_methods_are_refused(callers):
@@ -146,12 +147,12 @@ def test_other_methods_are_refused(callers):
 
 
 def test_a_retention_set_here_is_what_the_daily_prune_applies(callers):
-    with mock.patch("keyward.audit.writer.timezone.now", return_value=timezone.now() - timedelta(days=20)):
+    with mock.patch("keyward.audit.writer.timezone.now", return_value=timezone.now() - timedelta(days=50)):
         make_audit_events(callers.org, 4)
     make_audit_events(callers.org, 1)
     assert prune_audit_retention.delay().get()["deleted"] == 0  # the default keeps a year
 
-    callers.client("owner").patch("/v1/org", {"audit_retention_days": 10}, format="json")
+    callers.client("owner").patch("/v1/org", {"audit_retention_days": 40}, format="json")
 
     assert prune_audit_retention.delay().get()["deleted"] == 4
     assert AuditEvent.objects.filter(org=callers.org, seq__lte=4).count() == 0

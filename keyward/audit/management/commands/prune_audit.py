@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from keyward.audit.retention import OrgPrune, prune_org
-from keyward.audit.services import MAX_PRUNE_DAYS
+from keyward.audit.services import MAX_PRUNE_DAYS, min_prune_days
 from keyward.audit.writer import Actor
 from keyward.tenancy.models import Org
 
@@ -17,13 +17,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--days", required=True, metavar="N", help=f"age in days, 1 to {MAX_PRUNE_DAYS}")
+        parser.add_argument(
+            "--days", required=True, metavar="N", help=f"age in days, {min_prune_days()} to {MAX_PRUNE_DAYS}"
+        )
         parser.add_argument("--org", metavar="SLUG", help="only this org (default: every org)")
 
     def handle(self, *args, days: str, org: str | None, **options):
         # Plain ASCII digits only: int() would also take "3_0", "+30" or other scripts' digits.
-        if not (days.isascii() and days.isdigit() and 1 <= int(days) <= MAX_PRUNE_DAYS):
-            raise CommandError(f"--days must be a whole number from 1 to {MAX_PRUNE_DAYS} (got {days!r}).")
+        floor = min_prune_days()
+        if not (days.isascii() and days.isdigit() and floor <= int(days) <= MAX_PRUNE_DAYS):
+            raise CommandError(f"--days must be a whole number from {floor} to {MAX_PRUNE_DAYS} (got {days!r}).")
         age = int(days)
         if org is not None:
             orgs = list(Org.objects.filter(slug=org))
