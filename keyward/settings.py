@@ -161,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 KEYWARD_SESSION_TTL = timedelta(hours=12)
+# How long the link in a sign-up confirmation email works.
+KEYWARD_SIGNUP_CONFIRMATION_TTL = timedelta(hours=24)
 # The ceiling on the lifetime of any token keyward signs; retiring signing keys stay published this long.
 KEYWARD_MAX_CREDENTIAL_TTL = env_int("KEYWARD_MAX_CREDENTIAL_TTL", 86400, minimum=60)
 # Async audit exports: where workers write the files (shared with the web processes that serve
@@ -275,6 +277,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-siem": {"task": "keyward.siem.tasks.sweep_siem", "schedule": 10.0},
     "prune-audit-retention": {"task": "keyward.audit.tasks.prune_audit_retention", "schedule": 86400.0},
     "expire-audit-exports": {"task": "keyward.audit.tasks.expire_audit_exports", "schedule": 900.0},
+    "prune-sign-in-records": {"task": "keyward.accounts.tasks.prune_sign_in_records", "schedule": 3600.0},
 }
 
 LANGUAGE_CODE = "en-us"

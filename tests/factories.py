@@ -1,9 +1,11 @@
 """Small factories for test data. Each call makes new, unique rows."""
 
 import itertools
+import re
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core import mail
 
 from keyward.accounts import services
 from keyward.accounts.models import Account, Role
@@ -62,3 +64,24 @@ def repoint_provider(provider, config: dict):
     from keyward.providers.services import current_secret, rotate_secret
 
     return rotate_secret(provider, secret=current_secret(provider).decode(), config=config)
+
+
+SIGNUP_TOKEN = re.compile(r"kw_signup_[A-Za-z0-9_-]+")
+
+
+def signup_token_from_mail(email: str) -> str:
+    """The confirmation token of the last sign-up email sent to `email` (tests use the locmem backend)."""
+    for message in reversed(mail.outbox):
+        if email.strip().lower() in [to.lower() for to in message.to]:
+            found = SIGNUP_TOKEN.search(message.body)
+            assert found, f"the last email to {email} holds no sign-up token: {message.subject!r}"
+            return found.group()
+    raise AssertionError(f"no email was sent to {email}")
+
+
+def sign_up(client, *, org_name: str = "Acme Corp", email: str, password: str = PASSWORD):
+    """Sign up as a person does: ask (202), read the token from the email, confirm (201 with a session)."""
+    requested = client.post("/auth/signup", {"org_name": org_name, "email": email, "password": password}, format="json")
+    if requested.status_code != 202:
+        return requested
+    return client.post("/auth/signup/confirm", {"token": signup_token_from_mail(email)}, format="json")

@@ -17,6 +17,8 @@ from keyward.accounts.serializers import (
     OrgSerializer,
     RoleChangeSerializer,
     SessionResponseSerializer,
+    SignupConfirmSerializer,
+    SignupRequestedSerializer,
     SignupResponseSerializer,
     SignupSerializer,
     TotpCodeSerializer,
@@ -27,6 +29,11 @@ from keyward.core.net import client_ip
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
+SIGNUP_REQUESTED_MESSAGE = (
+    "If this email can be used, a message with a confirmation token is on its way; "
+    "send it to POST /auth/signup/confirm within 24 hours to create the org and sign in."
+)
+
 
 class SignupView(APIView):
     permission_classes = [AllowAny]
@@ -34,10 +41,27 @@ class SignupView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "signup"
 
-    @extend_schema(request=SignupSerializer, responses={201: SignupResponseSerializer})
+    @extend_schema(request=SignupSerializer, responses={202: SignupRequestedSerializer})
     def post(self, request):
+        """Answers the same whether or not the email has an account (no enumeration); see the email."""
         data = validated(SignupSerializer, request.data)
-        issued = services.signup(ip=client_ip(request), audit_context=AuditContext.from_request(request), **data)
+        services.request_signup(ip=client_ip(request), audit_context=AuditContext.from_request(request), **data)
+        body = {"status": "confirmation_sent", "message": SIGNUP_REQUESTED_MESSAGE}
+        return Response(SignupRequestedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SignupConfirmView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "signup"
+
+    @extend_schema(request=SignupConfirmSerializer, responses={201: SignupResponseSerializer})
+    def post(self, request):
+        data = validated(SignupConfirmSerializer, request.data)
+        issued = services.confirm_signup(
+            token=data["token"], ip=client_ip(request), audit_context=AuditContext.from_request(request)
+        )
         account = issued.session.account
         body = {"token": issued.token, "expires_at": issued.expires_at, "account": account, "org": account.org}
         return Response(SignupResponseSerializer(body).data, status=status.HTTP_201_CREATED)

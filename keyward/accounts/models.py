@@ -122,3 +122,45 @@ class SessionToken(models.Model):
 
     def is_live(self, now: datetime | None = None) -> bool:
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+class SignInCounter(models.Model):
+    """Sign-in attempts (and refusals) of one key in one fixed window, kept in the database.
+
+    The database, not the cache, is the source of truth, so a lockout survives a Redis flush or
+    restart. `key_hash` is a SHA-256 of the key's value (an email as typed, an address bucket):
+    the table never holds an identifier that might be a misplaced password.
+    """
+
+    kind = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64)
+    period = models.BigIntegerField(help_text="The window's index: seconds since the epoch // window length.")
+    attempts = models.IntegerField(default=0)
+    refusals = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key_hash", "period"], name="sign_in_counter_unique"),
+        ]
+        indexes = [models.Index(fields=["period"], name="sign_in_counter_period")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.key_hash[:8]}@{self.period} ({self.attempts})"
+
+
+class PendingSignup(models.Model):
+    """A sign-up waiting for its email to be confirmed. Only the link token's SHA-256 and the
+    password's hash are stored; the org and its owner are created when the token comes back."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    email = models.EmailField(max_length=254)
+    org_name = models.CharField(max_length=200)
+    password_hash = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="pending_signup_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.email} (until {self.expires_at:%Y-%m-%d %H:%M})"

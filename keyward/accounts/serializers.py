@@ -28,6 +28,15 @@ class SignupSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
 
 
+class SignupConfirmSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=128, write_only=True)
+
+
+class SignupRequestedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["confirmation_sent"])
+    message = serializers.CharField()
+
+
 class LoginSerializer(serializers.Serializer):
     email = serializers.CharField(max_length=254)
     password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)

@@ -1,9 +1,11 @@
 """Account rules: sign-up, sign-in, sessions, TOTP and roles. The REST API and the console call these."""
 
 import base64
+import hmac
 import io
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -11,8 +13,10 @@ from typing import NoReturn
 import qrcode
 import qrcode.image.svg
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -23,6 +27,7 @@ from keyward.accounts import throttle
 from keyward.accounts.models import (
     SESSION_TOKEN_PREFIX,
     Account,
+    PendingSignup,
     Role,
     SessionToken,
     hash_token,
@@ -41,6 +46,7 @@ logger = logging.getLogger(__name__)
 GRANTABLE_ROLES = (Role.VIEWER, Role.ADMIN, Role.OWNER)
 _TOTP_CODE = re.compile(r"^\d{6,8}$")
 _IDENTIFIER_MARKER_SALT = "keyward.accounts.unknown-identifier"
+PENDING_SIGNUP_PREFIX = "kw_signup_"
 
 
 @dataclass(frozen=True)
@@ -99,36 +105,90 @@ def _password_errors(password: str, email: str) -> list[str]:
     return []
 
 
-def signup(
+def request_signup(
     *, org_name: str, email: str, password: str, ip: str | None, audit_context: AuditContext | None = None
-) -> IssuedSession:
-    """Create an org and its first owner, and sign the owner in (audited as account.signup)."""
+) -> None:
+    """Start a sign-up: email a confirmation link; the org and its owner are created when it comes back.
+
+    The caller gets the same answer whether or not the email already has an account, so sign-up
+    cannot be used to learn who has one: a taken email gets a note ("someone tried to sign up with
+    your address") instead of a link, and the attempt is audited in that account's org. Both paths
+    hash the password, write one audit row and send one email.
+    """
     email = normalize_email(email)
     context = audit_context or AuditContext.current(ip)
     errors = _password_errors(password, email)
     if errors:
         raise InvalidRequest("The password is too weak.", fields={"password": errors})
-    email_taken = InvalidRequest(
-        "An account with this email already exists; sign in instead.",
-        fields={"email": ["An account with this email already exists."]},
+    password_hash = make_password(password)
+    existing = Account.objects.select_related("org").filter(email=email).first()
+    if existing is not None:
+        record_committed_event(
+            org=existing.org,
+            event_type=events.ACCOUNT_SIGNUP_ATTEMPTED,
+            outcome=Outcome.DENIED,
+            reason_code="email_taken",
+            actor=Actor.anonymous(existing.email, existing.pk),
+            context=context,
+        )
+        _send_email(email, *_email_taken_message(context))
+        return
+    token = PENDING_SIGNUP_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        now = timezone.now()
+        PendingSignup.objects.filter(expires_at__lte=now).delete()
+        PendingSignup.objects.create(
+            token_hash=hash_token(token),
+            email=email,
+            org_name=org_name.strip(),
+            password_hash=password_hash,
+            expires_at=now + settings.KEYWARD_SIGNUP_CONFIRMATION_TTL,
+        )
+        record_event(
+            org=None,
+            event_type=events.ACCOUNT_SIGNUP_REQUESTED,
+            outcome=Outcome.PENDING,
+            actor=Actor.anonymous(unknown_identifier_marker(email)),
+            context=context,
+        )
+    # After commit: no transaction (nor the chain lock its audit row took) waits on a mail server.
+    _send_email(email, *_confirmation_message(token))
+
+
+def confirm_signup(*, token: str, ip: str | None, audit_context: AuditContext | None = None) -> IssuedSession:
+    """Create the org and its first owner from a confirmed sign-up, and sign the owner in."""
+    context = audit_context or AuditContext.current(ip)
+    invalid = InvalidRequest(
+        "This confirmation link is invalid, expired or already used; sign up again.", code="invalid_signup_token"
     )
-    if Account.objects.filter(email=email).exists():
-        raise email_taken
+    if not token.startswith(PENDING_SIGNUP_PREFIX) or len(token) > 128:
+        raise invalid
+    pending = PendingSignup.objects.filter(token_hash=hash_token(token), expires_at__gt=timezone.now()).first()
+    if pending is None or not hmac.compare_digest(pending.token_hash, hash_token(token)):
+        raise invalid
     try:
-        return _create_org_with_owner(org_name, email, password, ip, context)
+        issued = _create_org_with_owner(pending, ip, context)
     except IntegrityError:
-        if Account.objects.filter(email=email).exists():
-            raise email_taken from None
+        if Account.objects.filter(email=pending.email).exists():
+            raise Conflict("This email has an account already; sign in instead.", code="email_taken") from None
         # A concurrent sign-up took the same org slug; the retry picks the next free one.
-        return _create_org_with_owner(org_name, email, password, ip, context)
+        issued = _create_org_with_owner(pending, ip, context)
+    if issued is None:
+        raise invalid  # a concurrent confirmation used the link first
+    return issued
 
 
 @transaction.atomic
-def _create_org_with_owner(
-    org_name: str, email: str, password: str, ip: str | None, context: AuditContext
-) -> IssuedSession:
-    org = Org.objects.create(name=org_name.strip(), slug=unique_org_slug(org_name))
-    account = Account.objects.create_account(email=email, password=password, org=org, role=Role.OWNER)
+def _create_org_with_owner(pending: PendingSignup, ip: str | None, context: AuditContext) -> IssuedSession | None:
+    """None when the sign-up is gone (a concurrent confirmation consumed it): a link works once."""
+    consumed, _ = PendingSignup.objects.filter(pk=pending.pk).delete()
+    if not consumed:
+        return None
+    PendingSignup.objects.filter(email=pending.email).delete()  # its other links, if any, die with it
+    org = Org.objects.create(name=pending.org_name, slug=unique_org_slug(pending.org_name))
+    account = Account.objects.create_account(email=pending.email, password=None, org=org, role=Role.OWNER)
+    account.password = pending.password_hash
+    account.save(update_fields=["password"])
     issued = start_session(account, ip=ip, otp_verified=False)
     record_event(
         org=org,
@@ -139,6 +199,57 @@ def _create_org_with_owner(
         detail={"org_slug": org.slug, "role": account.role},
     )
     return issued
+
+
+def _confirmation_message(token: str) -> tuple[str, str]:
+    return (
+        "[keyward] Confirm your sign-up",
+        "\n".join(
+            [
+                "Someone (we hope you) asked to create a keyward org with this email address.",
+                "",
+                "To create it and sign in, send this confirmation token within 24 hours:",
+                "",
+                f"  curl -X POST {settings.KEYWARD_ISSUER}/auth/signup/confirm \\",
+                "       -H 'Content-Type: application/json' \\",
+                f'       -d \'{{"token": "{token}"}}\'',
+                "",
+                "If it was not you, ignore this email: nothing is created without it.",
+            ]
+        ),
+    )
+
+
+def _email_taken_message(context: AuditContext) -> tuple[str, str]:
+    return (
+        "[keyward] Someone tried to sign up with your email",
+        "\n".join(
+            [
+                "Someone asked to create a new keyward org with this email address, which already has",
+                f"an account. Nothing was created. Request id: {context.request_id or '-'}.",
+                "",
+                f"If it was you, sign in instead: {settings.KEYWARD_ISSUER}/auth/login",
+                "If it was not, you need not do anything; your account is unchanged.",
+            ]
+        ),
+    )
+
+
+def _send_email(to: str, subject: str, body: str) -> None:
+    """Send now: the caller's answer says an email went out. A mail server that fails is a 503."""
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
+    except Exception as exc:
+        logger.error("sign-up email could not be sent: %s", type(exc).__name__)
+        raise ServiceError(
+            "Email cannot be sent right now; try again later.", code="email_unavailable", status_code=503
+        ) from None
+
+
+def prune_sign_in_records() -> dict[str, int]:
+    """Drop sign-in counters of past windows and expired pending sign-ups."""
+    expired, _ = PendingSignup.objects.filter(expires_at__lte=timezone.now()).delete()
+    return {"counters": throttle.prune_expired(), "pending_signups": expired}
 
 
 def _dummy_password_check(password: str) -> None:

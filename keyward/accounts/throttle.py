@@ -1,23 +1,26 @@
-"""Sign-in attempt counters: a fixed window per key in the shared cache (Redis in production).
+"""Sign-in attempt counters: a fixed window per key, kept in the database (`SignInCounter`).
 
-An attempt is counted (reserved) BEFORE its password is checked, with an atomic increment, so
+An attempt is counted (reserved) BEFORE its password is checked, with one atomic upsert, so
 concurrent guesses cannot all slip past a limit that is checked first and recorded later: at most
 the limit's worth of passwords is ever checked per key and window. A refused attempt gives its
 reservation back (it checked nothing); a failed one keeps it; a successful sign-in resets the
 account's counter and gives the source its attempt back, so right passwords do not use up a limit.
+
+The counters live in the database rather than the cache: a lockout must survive a Redis flush or
+restart, and sign-in must keep working (and keep refusing) while Redis is down. Sign-ins are rare
+enough that a row per key and window costs nothing; `prune_expired` drops past windows.
 """
 
-import contextlib
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
+from django.db import connection
 
-# How often an increment is retried when the counter vanishes between `add` and `incr` (eviction).
-_INCREMENT_TRIES = 3
+from keyward.accounts.models import SignInCounter
+
+COUNTERS = ("attempts", "refusals")
 
 
 def _window() -> tuple[int, int]:
@@ -26,28 +29,41 @@ def _window() -> tuple[int, int]:
     return now // length, length - now % length
 
 
-def _cache_key(purpose: str, kind: str, window: int, value: str) -> str:
-    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-    return f"login-{purpose}:{kind}:{window}:{digest}"
+def _key_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _limits() -> dict[str, int]:
     return {"account": settings.KEYWARD_LOGIN_FAILURES_PER_ACCOUNT, "ip": settings.KEYWARD_LOGIN_FAILURES_PER_IP}
 
 
-def _increment(key: str, timeout: int) -> int:
-    """Atomically add one to a counter (created at 0 if missing) and return the new value.
+def _add(counter: str, kind: str, key_hash: str, period: int, amount: int) -> int | None:
+    """Atomically add `amount` to one counter (a new row starts there) and return its new value.
 
-    If the counter keeps vanishing before it can be incremented, the attempt counts as over every
-    limit: losing count must refuse a sign-in, never allow unlimited guesses.
+    One `INSERT … ON CONFLICT DO UPDATE … RETURNING` statement on PostgreSQL and SQLite alike:
+    concurrent callers each see a distinct value, so no two of them can both be "the 5th attempt".
+    A decrement never goes below 0 and never creates a row (None when there was nothing to take).
     """
-    for _ in range(_INCREMENT_TRIES):
-        cache.add(key, 0, timeout=timeout)
-        try:
-            return cache.incr(key)
-        except ValueError:
-            continue
-    return sys.maxsize
+    if counter not in COUNTERS:
+        raise ValueError(f"unknown counter {counter!r}")
+    table = connection.ops.quote_name(SignInCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        if amount > 0:
+            initial = [amount if name == counter else 0 for name in COUNTERS]
+            cursor.execute(
+                f"INSERT INTO {table} (kind, key_hash, period, attempts, refusals) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608 - constant names
+                f"ON CONFLICT (kind, key_hash, period) DO UPDATE SET {counter} = {table}.{counter} + %s "
+                f"RETURNING {counter}",
+                [kind, key_hash, period, *initial, amount],
+            )
+            return cursor.fetchone()[0]
+        cursor.execute(
+            f"UPDATE {table} SET {counter} = {counter} + %s "  # noqa: S608 - constant names
+            f"WHERE kind = %s AND key_hash = %s AND period = %s AND {counter} >= %s RETURNING {counter}",
+            [amount, kind, key_hash, period, -amount],
+        )
+        row = cursor.fetchone()
+        return row[0] if row else None
 
 
 @dataclass
@@ -56,7 +72,7 @@ class Reservation:
 
     window: int
     remaining: int  # seconds until the window ends: a refusal's Retry-After
-    keys: dict[str, str]
+    keys: dict[str, str]  # kind -> key hash
     over: tuple[str, ...] = ()
     _released: set[str] = field(default_factory=set)
 
@@ -66,26 +82,19 @@ class Reservation:
             if kind in self._released:
                 continue
             self._released.add(kind)
-            with contextlib.suppress(ValueError):  # the counter expired or was reset: nothing to give back
-                cache.decr(self._counter(kind))
+            _add("attempts", kind, self.keys[kind], self.window, -1)
 
     def reset(self, kind: str) -> None:
-        """Clear a key's counter for the rest of the window (a successful sign-in)."""
+        """Clear a key's attempts for the rest of the window (a successful sign-in)."""
         self._released.add(kind)
-        cache.delete(self._counter(kind))
+        SignInCounter.objects.filter(kind=kind, key_hash=self.keys[kind], period=self.window).update(attempts=0)
 
     def count_refusal(self) -> int:
         """Count a refusal of this (over-limit) attempt per over-limit key; 1 means the first in the window.
 
         Lets the caller audit one refusal per key and window and only log the rest.
         """
-        return min(
-            _increment(_cache_key("refusals", kind, self.window, self.keys[kind]), self.remaining + 1)
-            for kind in self.over
-        )
-
-    def _counter(self, kind: str) -> str:
-        return _cache_key("attempts", kind, self.window, self.keys[kind])
+        return min(_add("refusals", kind, self.keys[kind], self.window, 1) for kind in self.over)
 
 
 def reserve(keys: dict[str, str]) -> Reservation:
@@ -96,9 +105,13 @@ def reserve(keys: dict[str, str]) -> Reservation:
     """
     window, remaining = _window()
     limits = _limits()
-    over = tuple(
-        kind
-        for kind, value in keys.items()
-        if _increment(_cache_key("attempts", kind, window, value), remaining + 1) > limits[kind]
-    )
-    return Reservation(window=window, remaining=remaining, keys=dict(keys), over=over)
+    hashed = {kind: _key_hash(value) for kind, value in keys.items()}
+    over = tuple(kind for kind, key in hashed.items() if _add("attempts", kind, key, window, 1) > limits[kind])
+    return Reservation(window=window, remaining=remaining, keys=hashed, over=over)
+
+
+def prune_expired() -> int:
+    """Delete counters of windows that have ended (run by beat; idempotent)."""
+    current, _ = _window()
+    deleted, _ = SignInCounter.objects.filter(period__lt=current).delete()
+    return deleted

@@ -4,6 +4,7 @@ from keyward.accounts import api
 
 urlpatterns = [
     path("signup", api.SignupView.as_view(), name="auth-signup"),
+    path("signup/confirm", api.SignupConfirmView.as_view(), name="auth-signup-confirm"),
     path("login", api.LoginView.as_view(), name="auth-login"),
     path("logout", api.LogoutView.as_view(), name="auth-logout"),
     path("me", api.MeView.as_view(), name="auth-me"),

@@ -3,6 +3,8 @@
 from keyward.crypto import signals
 
 ACCOUNT_SIGNUP = "account.signup"
+ACCOUNT_SIGNUP_REQUESTED = "account.signup_requested"
+ACCOUNT_SIGNUP_ATTEMPTED = "account.signup_attempted"
 ACCOUNT_LOGIN = "account.login"
 ACCOUNT_LOGIN_FAILED = "account.login_failed"
 ACCOUNT_LOGOUT = "account.logout"

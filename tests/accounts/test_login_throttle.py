@@ -1,14 +1,20 @@
 """Sign-in throttling under attack: guesses in flight together, addresses that rotate, refunds."""
 
+import json
 import threading
+import time
+from unittest import mock
 
 import pytest
+from django.core import cache as cache_module
+from django.core.cache import cache
 from django.db import connections
 from django.test import override_settings
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from keyward.accounts import services
-from keyward.accounts.models import Account, Role
+from keyward.accounts.models import Account, Role, SessionToken, SignInCounter
+from keyward.accounts.tasks import prune_sign_in_records
 from keyward.audit.models import AuditEvent
 from keyward.core.exceptions import RateLimited, Unauthorized
 from tests.factories import PASSWORD, make_account, make_org
@@ -77,7 +83,7 @@ def test_guesses_in_flight_together_check_at_most_the_limit(monkeypatch, email):
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_wrong_guesses_on_postgresql_and_redis_check_at_most_the_limit(settings):
+def test_concurrent_wrong_guesses_on_postgresql_check_at_most_the_limit(settings):
     """40 threads guess at once (real argon2, real audit writes); at most 5 passwords are checked."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
     settings.KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = 5
@@ -181,3 +187,55 @@ def test_clients_behind_one_proxy_are_throttled_one_by_one(api, settings):
 
     assert attacker.status_code == 429
     assert legit.status_code == 200
+
+
+UNREACHABLE_REDIS = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+}
+
+
+def lock_out(api, email: str) -> None:
+    for n in range(5):
+        assert login(api, email, f"{WRONG} {n}").status_code == 401
+    assert login(api, email).status_code == 429
+
+
+def test_a_lockout_survives_a_cache_flush(api):
+    """Finding 5: after a Redis flush or restart, the locked account's password worked at once."""
+    victim = make_account(email="victim@example.com")
+    lock_out(api, victim.email)
+
+    cache.clear()  # what FLUSHDB or a Redis restart does to anything kept there
+
+    response = login(api, victim.email)
+    assert (response.status_code, response.json()["error"]) == (429, "rate_limited")
+    assert int(response["Retry-After"]) >= 1
+    assert not SessionToken.objects.exists()
+
+
+def test_sign_in_keeps_working_and_refusing_while_redis_is_down(api):
+    """Finding 3: with Redis down /auth/login raised redis.ConnectionError (500). It no longer needs Redis."""
+    victim, other = make_account(email="victim@example.com"), make_account(email="other@example.com")
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        cache_module.caches.close_all()
+        assert login(api, other.email).status_code == 200
+        lock_out(api, victim.email)
+    assert SessionToken.objects.filter(account=other).count() == 1
+    assert not SessionToken.objects.filter(account=victim).exists()
+
+
+def test_only_hashes_of_what_was_typed_are_counted(api):
+    login(api, "a pasted password by mistake", WRONG)
+    stored = json.dumps(list(SignInCounter.objects.values()))
+    assert "pasted" not in stored
+    assert SignInCounter.objects.filter(kind="account").count() == 1
+
+
+def test_past_windows_are_pruned(api, settings):
+    make_account(email="victim@example.com")
+    login(api, "victim@example.com", WRONG)
+    assert prune_sign_in_records.delay().get() == {"counters": 0, "pending_signups": 0}  # the window is open
+
+    with mock.patch("keyward.accounts.throttle.time.time", return_value=time.time() + 3600):
+        assert prune_sign_in_records.delay().get()["counters"] == 2  # the account's and the address's
+    assert not SignInCounter.objects.exists()

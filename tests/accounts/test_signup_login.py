@@ -2,11 +2,14 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
+from django.core import mail
 from django.test import override_settings
+from django.utils import timezone
 
-from keyward.accounts.models import Account, Role, SessionToken, hash_token
+from keyward.accounts.models import Account, PendingSignup, Role, SessionToken, hash_token
+from keyward.audit.models import AuditEvent
 from keyward.tenancy.models import Org
-from tests.factories import PASSWORD, make_account, make_org
+from tests.factories import PASSWORD, make_account, make_org, sign_up, signup_token_from_mail
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +17,7 @@ STRONG = "correct horse battery staple"
 
 
 def signup(api, email="Alice@Example.com", password=STRONG, org_name="Acme Corp"):
-    return api.post("/auth/signup", {"org_name": org_name, "email": email, "password": password}, format="json")
+    return sign_up(api, org_name=org_name, email=email, password=password)
 
 
 def login(api, email, password=PASSWORD, **request_extra):
@@ -77,15 +80,74 @@ def test_weak_password_is_refused_with_field_errors(api, password, why):
     assert not Org.objects.exists()
 
 
-def test_email_in_use_is_refused_without_naming_the_org(api):
-    make_account(make_org("Secret Org Name"), Role.VIEWER, email="taken@example.com")
+def test_a_taken_email_gets_the_same_answer_as_a_new_one_and_its_owner_an_email(api):
+    """Finding 5: sign-up said "An account with this email already exists" (an enumeration oracle)."""
+    owner = make_account(make_org("Secret Org Name"), Role.OWNER, email="taken@example.com")
+    body = {"org_name": "Acme", "password": STRONG}
 
-    response = signup(api, email="TAKEN@example.com")
+    taken = api.post("/auth/signup", {**body, "email": "TAKEN@example.com"}, format="json")
+    new = api.post("/auth/signup", {**body, "email": "new@example.com"}, format="json")
 
-    assert response.status_code == 400
-    assert response.json()["fields"]["email"] == ["An account with this email already exists."]
-    assert "Secret Org Name" not in response.content.decode()
+    assert taken.status_code == new.status_code == 202
+    assert taken.json() == new.json() == {"status": "confirmation_sent", "message": taken.json()["message"]}
+    assert set(taken.headers) == set(new.headers)
+    assert Org.objects.count() == 1  # nothing is created before the confirmation
+    (note, link) = mail.outbox
+    assert (note.to, link.to) == (["taken@example.com"], ["new@example.com"])
+    assert "kw_signup_" not in note.body
+    assert "already has" in note.body
+    attempt = AuditEvent.objects.get(event_type="account.signup_attempted")
+    assert (attempt.org, attempt.reason_code, attempt.actor_name) == (owner.org, "email_taken", owner.email)
+    assert AuditEvent.objects.filter(event_type="account.signup_requested", org=None).count() == 1
+
+
+def test_both_answers_do_the_same_work(api):
+    """Same status and body is not enough: one password hash and one email each (similar timing)."""
+    make_account(email="taken@example.com")
+    body = {"org_name": "Acme", "password": STRONG}
+    with mock.patch.object(MD5PasswordHasher, "encode", autospec=True, side_effect=MD5PasswordHasher.encode) as spy:
+        api.post("/auth/signup", {**body, "email": "taken@example.com"}, format="json")
+        taken_hashes = spy.call_count
+        api.post("/auth/signup", {**body, "email": "fresh@example.com"}, format="json")
+    assert taken_hashes == spy.call_count - taken_hashes == 1
+    assert len(mail.outbox) == 2
+
+
+def test_a_confirmation_token_works_once_and_only_before_it_expires(api):
+    api.post("/auth/signup", {"org_name": "Acme", "email": "a@example.com", "password": STRONG}, format="json")
+    token = signup_token_from_mail("a@example.com")
+    assert PendingSignup.objects.get().token_hash != token  # only its hash is stored
+
+    first = api.post("/auth/signup/confirm", {"token": token}, format="json")
+    again = api.post("/auth/signup/confirm", {"token": token}, format="json")
+
+    assert first.status_code == 201
+    assert (again.status_code, again.json()["error"]) == (400, "invalid_signup_token")
     assert Org.objects.count() == 1
+
+    api.post("/auth/signup", {"org_name": "Late", "email": "b@example.com", "password": STRONG}, format="json")
+    PendingSignup.objects.update(expires_at=timezone.now())
+    late = api.post("/auth/signup/confirm", {"token": signup_token_from_mail("b@example.com")}, format="json")
+    assert (late.status_code, late.json()["error"]) == (400, "invalid_signup_token")
+    assert not Account.objects.filter(email="b@example.com").exists()
+
+
+@pytest.mark.parametrize("token", ["", "kw_signup_forged", "kw_sess_whatever", "x" * 5000])
+def test_a_forged_confirmation_token_is_refused(api, token):
+    response = api.post("/auth/signup/confirm", {"token": token}, format="json")
+    assert response.status_code == 400
+    assert not Org.objects.exists()
+
+
+def test_a_mail_server_that_fails_is_a_503_and_the_same_for_both(api):
+    make_account(email="taken@example.com")
+    body = {"org_name": "Acme", "password": STRONG}
+    with mock.patch("keyward.accounts.services.send_mail", side_effect=ConnectionRefusedError):
+        answers = [
+            api.post("/auth/signup", {**body, "email": email}, format="json")
+            for email in ("taken@example.com", "n@example.com")
+        ]
+    assert [(a.status_code, a.json()["error"]) for a in answers] == [(503, "email_unavailable")] * 2
 
 
 @pytest.mark.parametrize(

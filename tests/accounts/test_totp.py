@@ -9,7 +9,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from keyward.accounts.models import SessionToken
 from keyward.accounts.services import verify_totp
-from tests.factories import PASSWORD, make_account, make_session_token
+from tests.factories import PASSWORD, make_account, make_session_token, sign_up
 
 pytestmark = pytest.mark.django_db
 
@@ -54,10 +54,8 @@ def authed(api, token):
 
 def test_full_2fa_lifecycle(api):
     """signup → login → setup → enable → login needs a code → replay refused → disable."""
-    signup = api.post(
-        "/auth/signup",
-        {"org_name": "TwoFactor Inc", "email": "tf@example.com", "password": "correct horse battery staple"},
-        format="json",
+    signup = sign_up(
+        api, org_name="TwoFactor Inc", email="tf@example.com", password="correct horse battery staple"
     ).json()
     first_token = signup["token"]
     login_body = {"email": "tf@example.com", "password": "correct horse battery staple"}

@@ -5,6 +5,7 @@ from io import StringIO
 from unittest import mock
 
 import pytest
+from django.core import mail
 from django.core.management import call_command
 from django.db import DatabaseError, transaction
 from django.test import override_settings
@@ -12,11 +13,11 @@ from django_otp.oath import hotp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from keyward.accounts import services
-from keyward.accounts.models import Account, Role, SessionToken
+from keyward.accounts.models import Account, PendingSignup, Role, SessionToken
 from keyward.audit.chain import canonical_bytes, canonical_fields
 from keyward.audit.models import AuditEvent
 from keyward.audit.services import verify_chain
-from tests.factories import PASSWORD, make_account, make_session_token
+from tests.factories import PASSWORD, make_account, make_session_token, sign_up, signup_token_from_mail
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +34,19 @@ def login(api, email, password=PASSWORD, totp=None, **request_extra):
 
 
 def test_signup_is_audited_in_the_new_orgs_chain_with_request_id_and_ip(api):
-    response = api.post(
+    api.post(
         "/auth/signup",
         {"org_name": "Audit Co", "email": "Owner@Example.com", "password": STRONG},
+        format="json",
+        REMOTE_ADDR="198.51.100.10",
+    )
+    requested = only_event("account.signup_requested")
+    assert (requested.org, requested.outcome, requested.ip) == (None, "pending", "198.51.100.10")
+    assert requested.actor_name.startswith("unknown:")
+    assert requested.actor_name.endswith("@example.com")
+    response = api.post(
+        "/auth/signup/confirm",
+        {"token": signup_token_from_mail("owner@example.com")},
         format="json",
         REMOTE_ADDR="198.51.100.20",
     )
@@ -248,20 +259,20 @@ def test_login_and_signup_fail_closed_when_the_audit_row_cannot_be_written(api):
         )
     assert (login_response.status_code, signup_response.status_code) == (503, 503)
     assert not SessionToken.objects.exists()
-    assert not Account.objects.filter(email="new@example.com").exists()
+    assert not PendingSignup.objects.exists()
+    assert mail.outbox == []  # no confirmation goes out for a sign-up that was not recorded
 
 
 def test_no_audit_row_holds_a_password_or_session_token(api):
-    signup = api.post(
-        "/auth/signup", {"org_name": "Secretive", "email": "s@example.com", "password": STRONG}, format="json"
-    ).json()
+    signup = sign_up(api, org_name="Secretive", email="s@example.com", password=STRONG).json()
+    signup_token = signup_token_from_mail("s@example.com")
     login(api, "s@example.com", STRONG)
     login(api, "s@example.com", "a wrong but secret guess")
     token = login(api, "s@example.com", STRONG).json()["token"]
     api.post("/auth/logout", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     everything = b"".join(canonical_bytes(canonical_fields(row)) for row in AuditEvent.objects.all())
-    assert AuditEvent.objects.count() == 5
-    for secret in (STRONG, "a wrong but secret guess", signup["token"], token):
+    assert AuditEvent.objects.count() == 6
+    for secret in (STRONG, "a wrong but secret guess", signup["token"], signup_token, token):
         assert secret.encode() not in everything
     assert verify_chain(Account.objects.get(email="s@example.com").org).ok

@@ -46,7 +46,7 @@ def demo_var(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["prune_audit", "--days", "3_0"], "--days must be a whole number from 1 to 36500 (got '3_0')."),
+        (["prune_audit", "--days", "3_0"], "--days must be a whole number from 30 to 36500 (got '3_0')."),
         (["prune_audit", "--days", "30", "--org", "nope"], "No org with slug 'nope'."),
         (["verify_audit", "--org", "nope"], "No org with slug 'nope'."),
         (["expire_approvals", "--org", "nope"], "No org with slug 'nope'."),
