@@ -13,7 +13,7 @@ from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker import pipeline, registry
+from broker import limits, pipeline, registry
 from broker.models import IntrospectionKey, IssuedCredential
 from broker.serializers import (
     CredentialRequestSerializer,
@@ -215,6 +215,7 @@ class IntrospectView(APIView):
         responses={200: inline_serializer("Introspection", fields={"active": serializers.BooleanField()})},
     )
     def post(self, request):
+        limits.take_introspection(request.auth)
         body = IntrospectRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         response = Response(registry.introspect(request.auth.org, body.validated_data["token"]))

@@ -99,6 +99,7 @@ def resolve_agent(org: Org, name: str) -> Agent:
     agent = Agent.objects.filter(org=org, name=name).first()
     if agent is None:
         raise UnknownAgent(f"No agent named {name!r} is registered in this org.")
+    agent.org = org  # the caller's org object: what the steps after read of it costs no query
     if not agent.is_active:
         raise AgentRevoked(f"The agent {name!r} is revoked.")
     return agent

@@ -40,6 +40,10 @@ class IssuedCredential(models.Model):
         indexes = [
             models.Index(fields=["org", "-issued_at"], name="issued_recent"),
             models.Index(fields=["org", "agent", "-issued_at"], name="issued_by_agent"),
+            # The outstanding-credential cap counts an agent's live credentials on every issuance.
+            models.Index(
+                fields=["agent", "expires_at"], name="issued_live_by_agent", condition=models.Q(revoked_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:

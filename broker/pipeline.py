@@ -15,7 +15,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from broker import idempotency, registry
+from broker import idempotency, limits, registry
 from broker.callers import (
     Caller,
     attest,
@@ -33,6 +33,7 @@ from broker.refusals import (
     ApprovalDenied,
     DelegationTooDeep,
     InvalidDelegation,
+    LimitExceeded,
     NativeMintFailed,
     PolicyDenied,
     Refusal,
@@ -105,6 +106,13 @@ def handle(http_request: HttpRequest) -> BrokerAnswer:
     except Refusal as refusal:
         facts.detail.update(refusal.detail)
         facts.org = facts.org or refusal.org
+        if refusal.code in limits.UNPROVEN_CODES:
+            limits.spend_source(facts.context.ip)
+        if isinstance(refusal, LimitExceeded):
+            subject = limits.subject_of(refusal, agent=facts.agent_name, end_user=facts.end_user, ip=facts.context.ip)
+            if not limits.first_in_window(facts.org, refusal, subject):
+                raise  # counted; the window's summary row will say how many
+            facts.detail.update(aggregated=True, window_seconds=limits.window_seconds())
         facts.record(
             event_type=events.CREDENTIAL_DENIED, outcome=Outcome.DENIED, reason_code=refusal.code, durable=True
         )
@@ -128,6 +136,7 @@ class Issuance:
 
 
 def _run(http_request: HttpRequest, facts: Facts) -> BrokerAnswer:
+    limits.check_source(facts.context.ip)
     request = parse_credential_request(http_request)
     facts.agent_name, facts.environment = request.agent_name, request.environment
     facts.provider, facts.scope = request.provider_name, request.scope
@@ -137,8 +146,10 @@ def _run(http_request: HttpRequest, facts: Facts) -> BrokerAnswer:
     else:
         caller = authenticate_delegation(request.delegation_token)
     facts.org, facts.end_user, facts.chain = caller.org, caller.end_user, caller.chain
+    limits.take_end_user(caller.org, caller.end_user)
     agent = resolve_agent(caller.org, request.agent_name)
     facts.agent, facts.chain = agent, [*caller.chain, agent.name]
+    limits.take_agent(agent)
     attest(agent, request.assertion)
 
     claim = _claim_idempotency_key(request, caller, agent)
@@ -205,6 +216,7 @@ def _decide_and_issue(issuance: Issuance) -> BrokerAnswer:
         # A human approved the lifetime they were shown; a retry asking for longer gets no more.
         issuance.ttl_seconds = min(issuance.ttl_seconds, issuance.approval.ttl_seconds)
         facts.detail["ttl_seconds"] = issuance.ttl_seconds
+    limits.check_outstanding(agent)
     return _mint_and_record(issuance)
 
 

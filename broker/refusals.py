@@ -68,3 +68,21 @@ class IdempotencyConflict(Refusal):
 
 class NativeMintFailed(Refusal):
     status_code, code = 502, "native_mint_failed"
+
+
+class LimitExceeded(Refusal):
+    """A broker limit refused the request (429, with Retry-After). `limit` names which one
+    (`source`, `end_user`, `agent`, `outstanding`, `introspection`). Audited once per key and window,
+    then summed up, so a flood of refusals cannot drive the audit log or its lock."""
+
+    status_code, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, limit: str, retry_after: int, detail: dict | None = None, org=None):
+        super().__init__(message, detail={"limit": limit, **(detail or {})}, org=org)
+        self.limit = limit
+        self.retry_after = max(1, int(retry_after))
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class TooManyOutstanding(LimitExceeded):
+    code = "too_many_outstanding"

@@ -173,6 +173,20 @@ KEYWARD_EXPORT_LINK_TTL = env_int("KEYWARD_EXPORT_LINK_TTL", 600, minimum=10)
 # The youngest audit rows anyone may delete, in days: POST /v1/audit/prune, org retention settings,
 # the retention task and `manage.py prune_audit` all stop there. The operator's floor, not an org's.
 KEYWARD_AUDIT_MIN_RETENTION_DAYS = env_int("KEYWARD_AUDIT_MIN_RETENTION_DAYS", 30, minimum=1)
+# Broker limits (docs/self-hosting.md, "Rate limits"): token buckets per agent and per end user,
+# a cap on an agent's live credentials, a budget of failed unauthenticated requests per source
+# address, and a bucket per introspection key. Orgs and agents may set their own (Org/Agent fields).
+KEYWARD_BROKER_AGENT_RATE_PER_MINUTE = env_int("KEYWARD_BROKER_AGENT_RATE_PER_MINUTE", 600, minimum=1)
+KEYWARD_BROKER_AGENT_BURST = env_int("KEYWARD_BROKER_AGENT_BURST", 100, minimum=1)
+KEYWARD_BROKER_END_USER_RATE_PER_MINUTE = env_int("KEYWARD_BROKER_END_USER_RATE_PER_MINUTE", 300, minimum=1)
+KEYWARD_BROKER_END_USER_BURST = env_int("KEYWARD_BROKER_END_USER_BURST", 50, minimum=1)
+KEYWARD_BROKER_MAX_OUTSTANDING_PER_AGENT = env_int("KEYWARD_BROKER_MAX_OUTSTANDING_PER_AGENT", 1000, minimum=1)
+KEYWARD_BROKER_UNPROVEN_PER_MINUTE = env_int("KEYWARD_BROKER_UNPROVEN_PER_MINUTE", 30, minimum=1)
+KEYWARD_BROKER_UNPROVEN_BURST = env_int("KEYWARD_BROKER_UNPROVEN_BURST", 20, minimum=1)
+KEYWARD_INTROSPECTION_RATE_PER_MINUTE = env_int("KEYWARD_INTROSPECTION_RATE_PER_MINUTE", 6000, minimum=1)
+KEYWARD_INTROSPECTION_BURST = env_int("KEYWARD_INTROSPECTION_BURST", 600, minimum=1)
+# Refusals by a limit are audited once per key and window, then summed up in one row per window.
+KEYWARD_REFUSAL_AUDIT_WINDOW = env_int("KEYWARD_REFUSAL_AUDIT_WINDOW", 60, minimum=1)
 KEYWARD_LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 KEYWARD_LOGIN_FAILURES_PER_ACCOUNT = env_int("KEYWARD_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 KEYWARD_LOGIN_FAILURES_PER_IP = env_int("KEYWARD_LOGIN_FAILURES_PER_IP", 30, minimum=1)
@@ -268,6 +282,7 @@ CELERY_TASK_ROUTES = {
     "keyward.*.tasks.expire_*": {"queue": "maintenance"},
     "keyward.*.tasks.prune_*": {"queue": "maintenance"},
     "keyward.*.tasks.retire_*": {"queue": "maintenance"},
+    "broker.tasks.summarise_*": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "keyward.outbox.tasks.sweep_outbox", "schedule": 30.0},
@@ -278,6 +293,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-audit-retention": {"task": "keyward.audit.tasks.prune_audit_retention", "schedule": 86400.0},
     "expire-audit-exports": {"task": "keyward.audit.tasks.expire_audit_exports", "schedule": 900.0},
     "prune-sign-in-records": {"task": "keyward.accounts.tasks.prune_sign_in_records", "schedule": 3600.0},
+    "summarise-refusals": {"task": "broker.tasks.summarise_refusals", "schedule": 60.0},
 }
 
 LANGUAGE_CODE = "en-us"

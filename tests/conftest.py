@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
-from keyward.core import queueing
+from keyward.core import queueing, ratelimit
 from tests.permissions import make_callers
 
 SERVICES_PASS = os.environ.get("KEYWARD_TEST_SERVICES") == "1"
@@ -37,6 +37,14 @@ def _require_services(request):
 def _queueing_not_paused():
     """A broker refusal pauses queueing for the whole process; one test's outage must not leak."""
     queueing.resume()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Per-process buckets and a Redis pause must not leak from one test into the next."""
+    ratelimit.reset_local()
+    yield
+    ratelimit.reset_local()
 
 
 @pytest.fixture(autouse=True)

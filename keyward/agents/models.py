@@ -33,6 +33,10 @@ class Agent(models.Model):
     attestation_algorithms = models.JSONField(default=list, blank=True)
     attestation_subject_pattern = models.CharField(max_length=500, blank=True)
     attestation_required_claims = models.JSONField(default=dict, blank=True)
+    # This agent's broker limits; None takes the org's, then the platform's (broker/limits.py).
+    rate_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    burst = models.PositiveIntegerField(null=True, blank=True)
+    max_outstanding = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

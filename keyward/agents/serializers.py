@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from keyward.agents.models import AGENT_NAME_PATTERN, Agent, AgentStatus
+from keyward.core.ratelimit import MAX_BURST, MAX_OUTSTANDING, MAX_RATE_PER_MINUTE
 from keyward.jose.keys import SUPPORTED_ALGORITHMS
 from keyward.providers.models import PROVIDER_NAME_PATTERN
 from keyward.providers.serializers import ScopePatternField, StrictFieldsMixin
@@ -120,6 +121,27 @@ class AgentRegistrationSerializer(StrictFieldsMixin, serializers.Serializer):
     )
     attestation_subject_pattern = SubjectPatternField(max_length=500, required=False, allow_blank=True)
     attestation_required_claims = RequiredClaimsField(required=False)
+    rate_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_RATE_PER_MINUTE,
+        help_text="This agent's credential requests per minute (token bucket); null: the org's, else the platform's.",
+    )
+    burst = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_BURST,
+        help_text="Requests this agent may make at once; null: the org's, else the platform's.",
+    )
+    max_outstanding = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_OUTSTANDING,
+        help_text="Live credentials this agent may hold; null: the org's, else the platform's.",
+    )
 
     refused_fields = {"status": "Use POST /v1/agents/<agent>/revoke or /restore to change the status."}
 
@@ -165,6 +187,9 @@ class AgentSerializer(serializers.ModelSerializer):
             "attestation_algorithms",
             "attestation_subject_pattern",
             "attestation_required_claims",
+            "rate_per_minute",
+            "burst",
+            "max_outstanding",
             "created_at",
             "updated_at",
             "revoked_at",

@@ -33,6 +33,9 @@ REGISTRATION_FIELDS = (
     "attestation_algorithms",
     "attestation_subject_pattern",
     "attestation_required_claims",
+    "rate_per_minute",
+    "burst",
+    "max_outstanding",
 )
 ATTESTATION_REQUIRES = ("attestation_issuer", "attestation_jwks_uri", "attestation_audience")
 

@@ -20,6 +20,11 @@ class OrgSettingsSerializer(serializers.ModelSerializer):
             "approval_grant_seconds",
             "approval_denial_seconds",
             "audit_retention_days",
+            "broker_rate_per_agent",
+            "broker_burst_per_agent",
+            "broker_rate_per_end_user",
+            "broker_burst_per_end_user",
+            "max_outstanding_per_agent",
             "created_at",
         ]
         read_only_fields = fields

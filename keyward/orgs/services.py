@@ -10,6 +10,7 @@ from keyward.audit.models import Outcome
 from keyward.audit.services import MAX_PRUNE_DAYS, min_prune_days
 from keyward.audit.writer import AccountLike, AuditContext, record_event
 from keyward.core.exceptions import InvalidRequest
+from keyward.core.ratelimit import MAX_BURST, MAX_OUTSTANDING, MAX_RATE_PER_MINUTE
 from keyward.tenancy.models import Org
 
 MINUTE, DAY = 60, 86_400
@@ -33,6 +34,21 @@ EDITABLE_SETTINGS = {
         True,
     ),
     "approval_pending_seconds": EditableSetting(MINUTE, 7 * DAY, "How long a request waits for an approver."),
+    "broker_rate_per_agent": EditableSetting(
+        1, MAX_RATE_PER_MINUTE, "Credential requests per minute per agent (token bucket); null: the platform's.", True
+    ),
+    "broker_burst_per_agent": EditableSetting(
+        1, MAX_BURST, "Requests an agent may make at once; null: the platform's.", True
+    ),
+    "broker_rate_per_end_user": EditableSetting(
+        1, MAX_RATE_PER_MINUTE, "Credential requests per minute per end user; null: the platform's.", True
+    ),
+    "broker_burst_per_end_user": EditableSetting(
+        1, MAX_BURST, "Requests one end user's agents may make at once; null: the platform's.", True
+    ),
+    "max_outstanding_per_agent": EditableSetting(
+        1, MAX_OUTSTANDING, "Live (unexpired, unrevoked) credentials an agent may hold; null: the platform's.", True
+    ),
     "approval_grant_seconds": EditableSetting(MINUTE, DAY, "How long an approval stays usable."),
     "approval_denial_seconds": EditableSetting(
         MINUTE, 7 * DAY, "How long a denial keeps refusing the identical request."

@@ -23,6 +23,13 @@ class Org(models.Model):
     approval_denial_seconds = models.PositiveIntegerField(default=900)
     # Audit rows older than this are pruned by the retention task; None keeps them forever.
     audit_retention_days = models.PositiveIntegerField(null=True, blank=True, default=365)
+    # Broker limits for this org; None takes the platform default (KEYWARD_BROKER_*). An agent's own
+    # limits (Agent.rate_per_minute, burst, max_outstanding) take precedence over these.
+    broker_rate_per_agent = models.PositiveIntegerField(null=True, blank=True)
+    broker_burst_per_agent = models.PositiveIntegerField(null=True, blank=True)
+    broker_rate_per_end_user = models.PositiveIntegerField(null=True, blank=True)
+    broker_burst_per_end_user = models.PositiveIntegerField(null=True, blank=True)
+    max_outstanding_per_agent = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -327,8 +327,9 @@ def test_the_hot_path_query_count_is_pinned(world, django_assert_num_queries):
     world.ask(token=token)  # first use: JWKS, signing key and the dev IdP key warm up
     # connector+org, agent, provider, policy candidates, active kid (credential), active kid (delegation
     # token), then one transaction: savepoint, insert record, savepoint, audit head lock, audit insert,
-    # audit head update, revoked agents in the chain (re-checked under the chain lock), release, release.
-    with django_assert_num_queries(15):
+    # audit head update, revoked agents in the chain (re-checked under the chain lock), release, release;
+    # and, before minting, the agent's live credentials (the outstanding cap).
+    with django_assert_num_queries(16):
         assert world.ask(token=token).status_code == 200
 
 
