@@ -25,7 +25,7 @@ from broker.callers import (
     resolve_agent,
     revoked_agents_in,
 )
-from broker.minters import Minted, MintError, MintRequest, minter_for
+from broker.minters import Minted, MintError, MintRequest, calls_provider, minter_for
 from broker.models import IdempotencyRecord, IssuedCredential
 from broker.parsing import CredentialRequest, parse_credential_request
 from broker.refusals import (
@@ -48,6 +48,7 @@ from keyward.approvals.models import Approval
 from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import Actor, AuditContext, record_committed_event, record_event
+from keyward.audit.writer import probe as audit_probe
 from keyward.crypto.signing import sign_token
 from keyward.jose.types import TokenType
 from keyward.policies.engine import Decision, evaluate
@@ -321,7 +322,11 @@ def _approval_gate(issuance: Issuance) -> Approval | None:
 
 
 def _mint(issuance: Issuance) -> tuple[MintRequest, Minted]:
+    """Mint, after the last check that can fail before it: for a provider that is called (and so
+    makes a real credential), the audit row that will record it is proven writable first."""
     request, caller, provider = issuance.request, issuance.caller, issuance.provider
+    if calls_provider(provider):
+        audit_probe(caller.org)
     issued_at = timezone.now().replace(microsecond=0)
     mint_request = MintRequest(
         org=caller.org,
@@ -369,8 +374,18 @@ def _delegation_token(issuance: Issuance, mint_request: MintRequest, delegation_
 
 
 def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
-    request, caller, facts, approval = issuance.request, issuance.caller, issuance.facts, issuance.approval
     mint_request, minted = _mint(issuance)
+    try:
+        body = _answer(issuance, mint_request, minted)
+    except BaseException:
+        _discard_unrecorded(issuance, minted)
+        raise
+    return BrokerAnswer(200, body)
+
+
+def _answer(issuance: Issuance, mint_request: MintRequest, minted: Minted) -> dict:
+    """The 200 body, once the record and its audit row committed."""
+    request, facts = issuance.request, issuance.facts
     delegation_jti = secrets.token_hex(16)
     # Capped at the TTL, unless the provider could not go that short (AWS STS): then its real expiry, said aloud.
     expires_at = minted.expires_at if minted.ttl_clamped_up_to else min(minted.expires_at, mint_request.expires_at)
@@ -391,6 +406,25 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
         body["ttl_clamped_up_to"] = minted.ttl_clamped_up_to
         facts.detail["ttl_clamped_up_to"] = minted.ttl_clamped_up_to
     facts.detail["credential_type"] = minted.token_type
+    _record_issuance(issuance, mint_request, minted, delegation_jti, expires_at, body)
+    return body
+
+
+def _discard_unrecorded(issuance: Issuance, minted: Minted) -> None:
+    """A credential minted upstream but never recorded (nor handed out) is revoked there, where the
+    provider can; otherwise it lives until its short expiry, known to nobody but its provider."""
+    discard = getattr(minter_for(issuance.provider), "discard", None)
+    if discard is None or minted.revocation_handle is None:
+        return
+    discard(issuance.provider, minted.revocation_handle)
+    issuance.facts.detail["discarded_upstream"] = True
+
+
+def _record_issuance(
+    issuance: Issuance, mint_request: MintRequest, minted: Minted, delegation_jti: str, expires_at, body: dict
+) -> None:
+    """The record and its audit row, in one transaction (with the rest an issuance commits)."""
+    request, caller, facts, approval = issuance.request, issuance.caller, issuance.facts, issuance.approval
     with transaction.atomic():
         IssuedCredential.objects.create(
             jti=mint_request.jti,
@@ -423,4 +457,3 @@ def _mint_and_record(issuance: Issuance) -> BrokerAnswer:
         _recheck_under_chain_lock(issuance)
         if issuance.claim is not None:
             idempotency.complete(issuance.claim, body, expires_at)
-    return BrokerAnswer(200, body)

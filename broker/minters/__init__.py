@@ -1,7 +1,9 @@
 """Minters: one module per provider kind, behind one small interface.
 
 `mint(request) -> Minted` makes the credential; `revoke(issued, handle)` (optional) revokes it
-upstream, given the sealed handle the minter returned as `Minted.revocation_handle`. A minter raises
+upstream, given the sealed handle the minter returned as `Minted.revocation_handle`, and
+`discard(provider, handle)` (with `revoke`) revokes, best effort, one that was minted but whose
+issuance then failed, so it was never handed out. A minter raises
 `MintError` for any provider failure; the pipeline turns that into 502 `native_mint_failed` and
 records nothing but the audit row.
 """
@@ -63,6 +65,15 @@ class MintError(Exception):
 
 class Minter(Protocol):
     def mint(self, request: MintRequest) -> Minted: ...
+
+
+# Kinds whose minter makes the credential itself, without calling the provider.
+LOCAL_KINDS = frozenset({ProviderKind.KEYWARD_JWT, ProviderKind.STATIC})
+
+
+def calls_provider(provider: Provider) -> bool:
+    """Whether minting calls out to the provider: then a credential exists upstream once it ran."""
+    return provider.kind not in LOCAL_KINDS
 
 
 def minter_for(provider: Provider) -> Minter:

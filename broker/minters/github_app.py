@@ -108,6 +108,12 @@ def revoke(issued: IssuedCredential, handle: bytes) -> None:
     _delete_token(issued.provider, stored["api_url"], stored["token"])
 
 
+def discard(provider: Provider, handle: bytes) -> None:
+    """Revoke a token that was minted but never handed out (its issuance failed after the mint)."""
+    stored = json.loads(handle)
+    _discard(provider, stored["api_url"], stored["token"])
+
+
 def _discard(provider: Provider, api_url: str, token: str) -> None:
     """Best effort: revoke a token keyward will not hand out; it expires within the hour regardless."""
     with contextlib.suppress(MintError):

@@ -151,6 +151,32 @@ def record_event(
     return event
 
 
+class _ProbeRolledBack(Exception):
+    pass
+
+
+def probe(org: Org | None) -> None:
+    """Raise AuditUnavailable unless a row can be appended to the org's chain right now.
+
+    For actions that cannot be undone once done (calling a provider that mints a real token): the
+    row is written exactly as `record_event` would write it, under the chain lock, then rolled back.
+    It proves the path works at this moment; the caller still records its real row afterwards.
+    """
+    event = _build_event(org, "audit.probe", Outcome.SUCCESS, "", Actor.system(), AuditContext.current())
+    try:
+        with transaction.atomic():
+            head = lock_chain_head(chain_key(org))
+            event.seq, event.prev_hash, event.created_at = head.last_seq + 1, head.last_hash, timezone.now()
+            event.hash = compute_hash(event)
+            event.save(force_insert=True)
+            raise _ProbeRolledBack
+    except _ProbeRolledBack:
+        return
+    except DatabaseError as exc:
+        logger.exception("audit probe failed: chain=%s", chain_key(org))
+        raise AuditUnavailable("The audit log is unavailable, so the action was not performed.") from exc
+
+
 def _announce(chain: str, org_id: int | None, seq: int) -> None:
     audit_event_recorded.send(sender=AuditEvent, chain=chain, org_id=org_id, seq=seq)
 
