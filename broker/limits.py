@@ -9,15 +9,13 @@
 Limits come from the agent, else its org, else the platform settings (KEYWARD_BROKER_*). The
 buckets are atomic in Redis (keyward.core.ratelimit; per process while Redis is down).
 
-A limit's refusals are audited in aggregate: the first per key and window is a full audit row
-(`detail.aggregated: true`), the rest are only counted, and once the window has ended one
-`rate_limit.summary` row gives the window's total (beat runs `summarise_refusals` every minute;
-the next flood's first refusal also drains what has ended).
+A limit's refusals are audited in aggregate (keyward.audit.floods): the first per key and window
+is a full audit row (`detail.aggregated: true`), the rest are only counted, and once the window has
+ended one `rate_limit.summary` row gives the window's total (`detail.count`).
 """
 
 import hashlib
 import logging
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -25,8 +23,9 @@ from django.utils import timezone
 from broker.models import IntrospectionKey, IssuedCredential
 from broker.refusals import LimitExceeded, TooManyOutstanding
 from keyward.agents.models import Agent
+from keyward.audit import floods
 from keyward.audit.models import Outcome
-from keyward.audit.writer import Actor, AuditContext, record_committed_event
+from keyward.audit.writer import Actor, record_committed_event
 from keyward.core import ratelimit
 from keyward.core.net import address_bucket
 from keyward.tenancy.models import Org
@@ -36,7 +35,7 @@ logger = logging.getLogger(__name__)
 # Refusals of requests that prove nothing about the caller: they spend the source's budget.
 UNPROVEN_CODES = frozenset({"invalid_request", "invalid_user_token", "invalid_delegation"})
 SUMMARY_EVENT = "rate_limit.summary"
-SUMMARY_ACTOR = Actor.system("rate-limit")
+INTROSPECTION_REFUSED_EVENT = "introspection.rate_limited"
 
 
 def _first(*values: int | None) -> int:
@@ -142,20 +141,17 @@ def take_introspection(key: IntrospectionKey) -> None:
             retry_after=verdict.retry_after,
             org=key.org,
         )
-        if first_in_window(key.org, refusal, {"introspection_key": key.prefix}):
+        subject = {"detail": {"limit": refusal.limit, "introspection_prefix": key.prefix}}
+        if floods.first_in_window({"org": key.org.pk, "event": SUMMARY_EVENT, "code": refusal.code, **subject}):
             record_committed_event(
                 org=key.org,
-                event_type="introspection.rate_limited",
+                event_type=INTROSPECTION_REFUSED_EVENT,
                 outcome=Outcome.DENIED,
                 reason_code=refusal.code,
                 actor=Actor.anonymous(key.prefix),
-                detail={**refusal.detail, "aggregated": True, "window_seconds": window_seconds()},
+                detail={**subject["detail"], "aggregated": True, "window_seconds": floods.window_seconds()},
             )
         raise refusal
-
-
-def window_seconds() -> int:
-    return settings.KEYWARD_REFUSAL_AUDIT_WINDOW
 
 
 def subject_of(refusal: LimitExceeded, *, agent: str = "", end_user: str = "", ip: str = "") -> dict:
@@ -169,42 +165,12 @@ def subject_of(refusal: LimitExceeded, *, agent: str = "", end_user: str = "", i
 
 def first_in_window(org: Org | None, refusal: LimitExceeded, subject: dict) -> bool:
     """Count a limit's refusal; True for the first of its key and window (the one to audit in full)."""
-    facts = {"org": org.pk if org else None, "limit": refusal.limit, "code": refusal.code, **subject}
-    count = ratelimit.count_in_window(facts, window_seconds=window_seconds())
-    if count == 1:
-        summarise_refusals()  # a new window began: write the totals of those that have ended
-        return True
-    logger.debug("broker %s refusal %d this window (only the first is audited): %s", refusal.code, count, facts)
-    return False
-
-
-def summarise_refusals() -> int:
-    """One `rate_limit.summary` row per ended window that refused more than once. Returns rows written."""
-    written = 0
-    for facts, refused in ratelimit.drain_closed_windows():
-        if refused < 2:
-            continue  # the window's one refusal has its own full row already
-        org = Org.objects.filter(pk=facts["org"]).first() if facts.get("org") else None
-        if facts.get("org") and org is None:
-            continue  # the org is gone, and its chain with it
-        started = datetime.fromtimestamp(facts["window"] * facts["seconds"], tz=UTC)
-        record_committed_event(
-            org=org,
-            event_type=SUMMARY_EVENT,
-            outcome=Outcome.DENIED,
-            reason_code=facts["code"],
-            actor=SUMMARY_ACTOR,
-            context=AuditContext(ip=facts.get("ip", "")),
-            agent=facts.get("agent", ""),
-            end_user=facts.get("end_user", ""),
-            detail={
-                "limit": facts["limit"],
-                "refused": refused,
-                "window_start": started.isoformat().replace("+00:00", "Z"),
-                "window_seconds": facts["seconds"],
-                **({"source": facts["ip"]} if facts.get("ip") else {}),
-                **({"introspection_prefix": facts["introspection_key"]} if "introspection_key" in facts else {}),
-            },
-        )
-        written += 1
-    return written
+    return floods.first_in_window(
+        {
+            "org": org.pk if org else None,
+            "event": SUMMARY_EVENT,
+            "code": refusal.code,
+            **subject,
+            "detail": {"limit": refusal.limit, **({"source": subject["ip"]} if subject.get("ip") else {})},
+        }
+    )

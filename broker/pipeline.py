@@ -45,7 +45,7 @@ from keyward.agents.models import Agent, AgentStatus
 from keyward.agents.services import grant_allows
 from keyward.approvals import services as approvals
 from keyward.approvals.models import Approval
-from keyward.audit import events
+from keyward.audit import events, floods
 from keyward.audit.models import Outcome
 from keyward.audit.writer import Actor, AuditContext, record_committed_event, record_event
 from keyward.audit.writer import probe as audit_probe
@@ -113,7 +113,7 @@ def handle(http_request: HttpRequest) -> BrokerAnswer:
             subject = limits.subject_of(refusal, agent=facts.agent_name, end_user=facts.end_user, ip=facts.context.ip)
             if not limits.first_in_window(facts.org, refusal, subject):
                 raise  # counted; the window's summary row will say how many
-            facts.detail.update(aggregated=True, window_seconds=limits.window_seconds())
+            facts.detail.update(aggregated=True, window_seconds=floods.window_seconds())
         facts.record(
             event_type=events.CREDENTIAL_DENIED, outcome=Outcome.DENIED, reason_code=refusal.code, durable=True
         )

@@ -282,7 +282,7 @@ CELERY_TASK_ROUTES = {
     "keyward.*.tasks.expire_*": {"queue": "maintenance"},
     "keyward.*.tasks.prune_*": {"queue": "maintenance"},
     "keyward.*.tasks.retire_*": {"queue": "maintenance"},
-    "broker.tasks.summarise_*": {"queue": "maintenance"},
+    "keyward.*.tasks.summarise_*": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "keyward.outbox.tasks.sweep_outbox", "schedule": 30.0},
@@ -293,7 +293,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-audit-retention": {"task": "keyward.audit.tasks.prune_audit_retention", "schedule": 86400.0},
     "expire-audit-exports": {"task": "keyward.audit.tasks.expire_audit_exports", "schedule": 900.0},
     "prune-sign-in-records": {"task": "keyward.accounts.tasks.prune_sign_in_records", "schedule": 3600.0},
-    "summarise-refusals": {"task": "broker.tasks.summarise_refusals", "schedule": 60.0},
+    "summarise-floods": {"task": "keyward.audit.tasks.summarise_floods", "schedule": 60.0},
 }
 
 LANGUAGE_CODE = "en-us"

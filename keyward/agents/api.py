@@ -41,6 +41,9 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
     def get_object(self) -> Agent:
         return services.get_agent(self.org, self.kwargs[self.lookup_url_kwarg])
 
+    def owner_lookup(self, lookup: str) -> dict:
+        return {"pk": int(lookup)} if lookup.isdigit() else {"name": lookup}
+
     @extend_schema(
         request=AgentRegistrationSerializer,
         responses={

@@ -108,7 +108,13 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     def export(self, request):
         """Up to 50,000 rows after `since`, streamed; `X-Keyward-Next-Since` says where the next page starts."""
         params = validated(ExportParamsSerializer, request.query_params)
-        window = services.export_window(self.org, params["since"])
+        window = services.export_window(
+            self.org,
+            params["since"],
+            export_format=params["format"],
+            actor=request.user,
+            audit_context=AuditContext.from_request(request),
+        )
         body = stream_csv(window.rows) if params["format"] == ExportFormat.CSV else stream_json(window.rows)
         response = StreamingHttpResponse(body, content_type=EXPORT_CONTENT_TYPES[params["format"]])
         filename = f"audit-{self.org.slug}-after-{params['since']}.{params['format']}"

@@ -20,6 +20,7 @@ SIGNING_KEY_RETIRED = signals.SIGNING_KEY_RETIRED
 MASTER_KEY_REWRAPPED = signals.MASTER_KEY_REWRAPPED
 
 AUDIT_PRUNED = "audit.pruned"
+AUDIT_EXPORTED = "audit.exported"
 AUDIT_EXPORT_REQUESTED = "audit.export_requested"
 AUDIT_EXPORT_COMPLETED = "audit.export_completed"
 AUDIT_EXPORT_FAILED = "audit.export_failed"

@@ -17,7 +17,10 @@ from keyward.audit.chain import CANONICAL_FIELDS, canonical_fields
 EXPORT_COLUMNS = (*CANONICAL_FIELDS, "hash")
 STREAM_CHUNK_ROWS = 1_000
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_TRIGGERS = ("=", "+", "-", "@")
+# A cell starting with one of these is neutralised too: spreadsheets may drop leading whitespace and
+# line breaks and then read what follows (`"\n=1+1"`) as a formula.
+LEADING_BLANKS = " \t\r\n\x0b\x0c"
 
 
 @dataclass
@@ -65,8 +68,9 @@ def stream_json(
 
 
 def neutralise_cell(value: str) -> str:
-    """Prefix a formula-looking cell with `'` so spreadsheets show it as text."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """Prefix a formula-looking cell with `'` so spreadsheets show it as text: one that starts with a
+    formula character, or with whitespace or a line break (whatever follows it)."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS + tuple(LEADING_BLANKS)) else value
 
 
 def _cell(value: Any) -> str:

@@ -179,10 +179,22 @@ class ExportWindow:
 
     rows: models.QuerySet
     next_since: int | None
+    until: int
 
 
-def export_window(org: Org, since: int) -> ExportWindow:
-    """At most EXPORT_MAX_ROWS rows after `since`, in seq order; the cursor is decided up front."""
+def export_window(
+    org: Org,
+    since: int,
+    *,
+    export_format: str,
+    actor: Actor | AccountLike | None = None,
+    audit_context: AuditContext | None = None,
+) -> ExportWindow:
+    """At most EXPORT_MAX_ROWS rows after `since`, in seq order; the cursor is decided up front.
+
+    Reading the log out is itself audited (`audit.exported`, with the seq window), after the window
+    is fixed, so the row is not part of the export it records.
+    """
     after = events_of(org).filter(seq__gt=since).order_by("seq")
     cap_row = next(iter(after.values_list("seq", flat=True)[EXPORT_MAX_ROWS - 1 : EXPORT_MAX_ROWS]), None)
     if cap_row is None:
@@ -191,7 +203,15 @@ def export_window(org: Org, since: int) -> ExportWindow:
     else:
         until = cap_row
         next_since = until if after.filter(seq__gt=until).exists() else None
-    return ExportWindow(rows=after.filter(seq__lte=until), next_since=next_since)
+    record_event(
+        org=org,
+        event_type=events.AUDIT_EXPORTED,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        context=audit_context,
+        detail={"format": export_format, "since": since, "until": until},
+    )
+    return ExportWindow(rows=after.filter(seq__lte=until), next_since=next_since, until=until)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from keyward.audit import exports, retention
+from keyward.audit import exports, floods, retention
 from keyward.audit.writer import AuditUnavailable
 from keyward.core.backoff import jittered_backoff
 from keyward.core.queueing import queue_or_leave_to_sweep
@@ -82,3 +82,9 @@ def prune_audit_retention() -> dict[str, int]:
         "held_for_siem": sum(1 for outcome in outcomes if outcome.held_for_siem),
         "failed": sum(1 for outcome in outcomes if outcome.error),
     }
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def summarise_floods() -> int:
+    """Write the totals of flood windows that have ended (rate-limit refusals, probes); each once."""
+    return floods.summarise_floods()

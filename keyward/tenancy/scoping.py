@@ -1,10 +1,19 @@
 """The one place org data is scoped. Views, the console and services read org data through here."""
 
+import logging
+
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.http import Http404
+from rest_framework.exceptions import NotFound as DrfNotFound
 from rest_framework.viewsets import GenericViewSet
 
-from keyward.core.exceptions import Forbidden
+from keyward.core.exceptions import Forbidden, ServiceError
 from keyward.tenancy.models import Org
+from keyward.tenancy.signals import object_not_found
+
+logger = logging.getLogger(__name__)
+MAX_TRACED_LOOKUP = 100
 
 
 def scope_to_org(queryset: models.QuerySet, org: Org | int, org_field: str = "org") -> models.QuerySet:
@@ -46,3 +55,43 @@ class OrgScopedViewSet(GenericViewSet):
 
     def get_queryset(self) -> models.QuerySet:
         return scope_to_org(super().get_queryset(), self.org, self.org_field)
+
+    def handle_exception(self, exc):
+        """A 404 for an id or name is announced (`object_not_found`), so probes leave a trace."""
+        lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if lookup is not None and hasattr(self, "org") and _is_not_found(exc):
+            lookup = str(lookup)[:MAX_TRACED_LOOKUP]
+            answers = object_not_found.send_robust(
+                sender=type(self),
+                request=self.request,
+                account=self.request.user,
+                org=self.org,
+                route=self.basename or type(self).__name__,
+                action=self.action or "",
+                lookup=lookup,
+                owner_org_id=self._owner_org_id(lookup),
+            )
+            for _, failure in answers:
+                if isinstance(failure, Exception):
+                    logger.error("a probe trace was not recorded: %s", type(failure).__name__)
+        return super().handle_exception(exc)
+
+    def owner_lookup(self, lookup: str) -> dict:
+        """How this route finds an object by its URL value (a view with a custom lookup says so)."""
+        return {self.lookup_field: lookup}
+
+    def _owner_org_id(self, lookup: str) -> int | None:
+        """The org holding the object a 404's lookup names, if any: the one deliberate read across
+        orgs, for the trace only. The same one query runs whether or not it exists, so the caller
+        cannot time the difference."""
+        if self.queryset is None:
+            return None
+        try:
+            rows = self.queryset.model._base_manager.filter(**self.owner_lookup(lookup))
+            return rows.values_list(f"{self.org_field}_id", flat=True).first()
+        except (ValueError, TypeError, ValidationError):
+            return None
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, Http404 | DrfNotFound) or (isinstance(exc, ServiceError) and exc.status_code == 404)

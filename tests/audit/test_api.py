@@ -188,11 +188,18 @@ def test_export_pages_through_the_cap_with_the_next_since_header(callers, monkey
     make_audit_events(callers.other_org.org, 30)
     client = callers.client("viewer")
 
-    assert exported_seqs(client, 0) == (list(range(1, 11)), "10")
-    assert exported_seqs(client, 10) == (list(range(11, 21)), "20")
-    assert exported_seqs(client, 20) == (list(range(21, 26)), None)
-    assert exported_seqs(client, 25) == ([], None)
+    assert exported_seqs(client, 0) == (list(range(1, 11)), "10")  # and row 26 records this export
+    assert exported_seqs(client, 10) == (list(range(11, 21)), "20")  # row 27
+    # 21-25, then the rows of the two exports before: each export is audited after its window is fixed.
+    assert exported_seqs(client, 20) == (list(range(21, 28)), None)
     assert exported_seqs(client, 10**6) == ([], None)
+    exports = AuditEvent.objects.filter(org=callers.org, event_type="audit.exported").order_by("seq")
+    assert [row.detail for row in exports[:3]] == [
+        {"format": "json", "since": 0, "until": 10},
+        {"format": "json", "since": 10, "until": 20},
+        {"format": "json", "since": 20, "until": 27},
+    ]
+    assert exports[0].actor_name == callers.viewer.email
 
 
 def test_export_with_exactly_a_cap_of_rows_left_has_no_next_cursor(callers, monkeypatch):
@@ -200,7 +207,8 @@ def test_export_with_exactly_a_cap_of_rows_left_has_no_next_cursor(callers, monk
     make_audit_events(callers.org, 10)
     client = callers.client("viewer")
     assert exported_seqs(client, 0) == ([1, 2, 3, 4, 5], "5")
-    assert exported_seqs(client, 5) == ([6, 7, 8, 9, 10], None)
+    assert exported_seqs(client, 5) == ([6, 7, 8, 9, 10], "10")  # row 11: the first export's own row
+    assert exported_seqs(client, 10) == ([11, 12], None)
 
 
 def test_export_window_is_fixed_before_streaming(callers, monkeypatch):
@@ -229,7 +237,7 @@ def test_export_csv_has_a_header_and_the_same_rows(callers):
 
 @pytest.mark.parametrize(
     "payload",
-    ['=HYPERLINK("http://evil")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\t=1", "\r=1"],
+    ['=HYPERLINK("http://evil")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\t=1", "\r=1", "\n=1+1", " =1+1"],
 )
 def test_export_csv_neutralises_formula_injection(callers, payload):
     record_event(

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from broker import limits, registry
 from broker.models import IssuedCredential
 from keyward.accounts.models import Role
+from keyward.audit import floods
 from keyward.audit.models import AuditEvent
 from keyward.policies.models import Effect, Policy
 from tests.broker.conftest import make_agent
@@ -47,7 +48,7 @@ def refusal_rows(code: str = "rate_limited"):
 
 def close_the_window():
     """Move the clock past the refusal-audit window, so what it counted can be summed up."""
-    later = time.time() + 2 * limits.window_seconds()
+    later = time.time() + 2 * floods.window_seconds()
     return mock.patch("keyward.core.ratelimit.time.time", return_value=later)
 
 
@@ -67,11 +68,11 @@ def test_an_agent_gets_its_burst_then_429_and_one_row_per_window(world):
     assert first.detail["aggregated"] is True
 
     with close_the_window():
-        assert limits.summarise_refusals() == 1
-        assert limits.summarise_refusals() == 0  # each window is summed up once
+        assert floods.summarise_floods() == 1
+        assert floods.summarise_floods() == 0  # each window is summed up once
     summary = AuditEvent.objects.get(event_type="rate_limit.summary")
     assert (summary.org, summary.agent, summary.reason_code) == (world.org, "invoice-bot", "rate_limited")
-    assert summary.detail["refused"] == 7
+    assert summary.detail["count"] == 7
     assert summary.detail["limit"] == "agent"
 
 
@@ -158,7 +159,7 @@ def test_an_agent_holding_its_cap_of_live_credentials_gets_429_until_one_goes(wo
         "limit": "outstanding",
         "cap": 2,
         "aggregated": True,
-        "window_seconds": limits.window_seconds(),
+        "window_seconds": floods.window_seconds(),
         "policy_id": refusal_rows("too_many_outstanding").get().detail["policy_id"],
         "ttl_seconds": 300,
     }
