@@ -109,8 +109,10 @@ def test_export_of_more_than_50000_rows_pages_through_the_header(callers):
 
     second = client.get(f"/v1/audit/export?format=csv&since={first['X-Keyward-Next-Since']}")
     lines = b"".join(second.streaming_content).decode().splitlines()
-    assert len(lines) == 2  # header + the one remaining row
+    assert len(lines) == 3  # header, the one remaining row, and the first export's own audit row
     assert lines[1].startswith(f"{total},")
+    assert lines[2].startswith(f"{total + 1},")
+    assert ",audit.exported," in lines[2]
     assert "X-Keyward-Next-Since" not in second
     assert verify_chain(callers.org).ok
 
