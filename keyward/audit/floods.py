@@ -36,7 +36,10 @@ def first_in_window(facts: dict) -> bool:
     """Count one event of the flood `facts` names; True for the first of its window (audit it in full)."""
     count = ratelimit.count_in_window(facts, window_seconds=window_seconds())
     if count == 1:
-        summarise_floods()
+        try:
+            summarise_floods()
+        except Exception:  # the event at hand is audited regardless; the log keeps what was lost
+            logger.exception("flood summaries could not be written")
         return True
     logger.debug("%s: event %d of this window, counted only: %s", facts.get("event"), count, facts)
     return False
@@ -52,6 +55,7 @@ def summarise_floods() -> int:
         if facts.get("org") and org is None:
             continue  # the org is gone, and its chain with it
         started = datetime.fromtimestamp(facts["window"] * facts["seconds"], tz=UTC)
+        logger.info("flood summary: %s counted %d in the window from %s", facts.get("event"), count, started)
         record_committed_event(
             org=org,
             event_type=facts["event"],

@@ -107,7 +107,7 @@ class _Local:
         self.lock = threading.Lock()
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.counters: dict[str, int] = {}
-        self.open: dict[str, float] = {}
+        self.open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # member -> (counter key, window end)
 
     def take(self, buckets: dict[str, Limit], cost: int) -> tuple[str, float]:
         now = time.monotonic()
@@ -131,20 +131,16 @@ class _Local:
         with self.lock:
             self.counters[key] = self.counters.get(key, 0) + 1
             if self.counters[key] == 1:
-                self.open[member] = window_end
+                self.open[member] = (key, window_end)
                 if len(self.open) > LOCAL_MAX_KEYS:  # a flood of distinct keys: forget the oldest
-                    oldest = min(self.open, key=self.open.__getitem__)
-                    self.open.pop(oldest)
+                    _, (oldest_key, _) = self.open.popitem(last=False)
+                    self.counters.pop(oldest_key, None)
             return self.counters[key]
 
-    def drain(self, now: float, counter_key) -> list[tuple[str, int]]:
+    def drain(self, now: float) -> list[tuple[str, int]]:
         with self.lock:
-            closed = [member for member, end in self.open.items() if end <= now]
-            drained = []
-            for member in closed:
-                self.open.pop(member)
-                drained.append((member, self.counters.pop(counter_key(member), 0)))
-            return drained
+            closed = [member for member, (_, end) in self.open.items() if end <= now]
+            return [(member, self.counters.pop(self.open.pop(member)[0], 0)) for member in closed]
 
 
 _local = _Local()
@@ -257,7 +253,7 @@ def drain_closed_windows(limit: int = 500) -> list[tuple[dict, int]]:
                     drained.append((member, int(count or 0)))
         except redis.RedisError:
             _redis_failed("draining refusal counts")
-    drained += _local.drain(now, _counter_key)
+    drained += _local.drain(now)
     return [(json.loads(member), count) for member, count in drained]
 
 
