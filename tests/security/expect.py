@@ -4,7 +4,7 @@ Take a `Baseline` before the attack and check the answer with `refused` afterwar
 
     before = Baseline.take()
     response = world.ask(token=forged)
-    refused(response, 401, "invalid_user_token", before=before, chain=unverified_token_chain(world.org))
+    refused(response, 401, "invalid_user_token", before=before, chain=token_refusal_chain(world.org))
 """
 
 from dataclasses import dataclass
@@ -22,11 +22,11 @@ ISSUANCE_KEYS = {"credential", "delegation", "credential_id", "token_type", "exp
 PLATFORM = None
 
 
-def unverified_token_chain(claimed_org: Org) -> Org | None:
-    """Where the refusal of a token that fails verification is audited.
+def token_refusal_chain(claimed_org: Org) -> Org | None:
+    """Where the broker audits refusing a user or delegation token that fails verification or is revoked.
 
     DESIGN today: before the org is known the row goes to the platform chain. Issue 10 moves the
-    refusal of a forged token that names an org's issuer to that org's chain; when that lands,
+    refusal of a forged or revoked token that names an org to that org's chain; when that lands,
     this is the one line to change (return `claimed_org`).
     """
     return PLATFORM

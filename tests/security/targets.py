@@ -20,7 +20,7 @@ from keyward.tenancy.models import Org
 from tests.broker.conftest import World, make_agent
 from tests.jose.tokens import SigningKey
 from tests.local_http import LocalServer
-from tests.security.expect import Baseline, nothing_issued, refused, unverified_token_chain
+from tests.security.expect import Baseline, nothing_issued, refused, token_refusal_chain
 
 ATTESTATION_ISSUER = "https://token.actions.example.com"
 ATTESTATION_AUDIENCE = "keyward-attestation"
@@ -80,7 +80,7 @@ def user_token_target(world: World) -> Target:
         key=private_key_of_dev_idp(world.org),
         present=lambda token: world.ask(token=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: unverified_token_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: token_refusal_chain(w.org))(world),
     )
 
 
@@ -123,7 +123,7 @@ def oidc_user_token_target(world: World, server: LocalServer, rsa_private: rsa.R
         key=idp.key,
         present=lambda token: world.ask(token=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: unverified_token_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: token_refusal_chain(w.org))(world),
         jwks_server=server,
     )
 
@@ -139,7 +139,7 @@ def delegation_target(world: World) -> Target:
         key=keyward_signing_key(),
         present=lambda token: world.ask(agent=SUB_AGENT, token=None, delegation=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_delegation", lambda w: unverified_token_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_delegation", lambda w: token_refusal_chain(w.org))(world),
     )
 
 

@@ -22,7 +22,7 @@ from tests.broker.conftest import World, make_agent
 from tests.broker.minters import setups
 from tests.jose.tokens import SigningKey
 from tests.local_http import LocalServer
-from tests.security.expect import Baseline, nothing_issued, refused, unverified_token_chain
+from tests.security.expect import Baseline, nothing_issued, refused, token_refusal_chain
 from tests.security.forge import split
 
 pytestmark = pytest.mark.django_db
@@ -67,10 +67,10 @@ class Kit:
             nothing_issued(before, response.json())
             return None
         if place == "authorization":
-            row = refused(response, 401, "invalid_user_token", before=before, chain=unverified_token_chain(org))
+            row = refused(response, 401, "invalid_user_token", before=before, chain=token_refusal_chain(org))
             return row.detail["verification"]
         if place == "delegation":
-            row = refused(response, 401, "invalid_delegation", before=before, chain=unverified_token_chain(org))
+            row = refused(response, 401, "invalid_delegation", before=before, chain=token_refusal_chain(org))
             return row.detail["verification"]
         row = refused(response, 403, "agent_attestation_required", before=before, chain=org)
         return row.detail["attestation"]
