@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from django.apps import apps
-from django.db import connection, models
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
@@ -30,6 +29,7 @@ from keyward.policies.models import Effect, Policy
 from keyward.tenancy.models import Org
 from tests.broker.conftest import World, allow, make_agent, make_provider
 from tests.factories import make_account, make_session_token
+from tests.security.rows import org_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -165,27 +165,6 @@ def path_parameters(path: str) -> list[tuple[str, str]]:
 
 def fill(path: str, values: dict[str, object]) -> str:
     return re.sub(r"\{(\w+)\}", lambda match: quote(str(values[match.group(1)]), safe="@"), path)
-
-
-def org_rows(org: Org) -> dict[str, list[dict]]:
-    """Every row that belongs to `org`: rows with an org key, and rows hanging off those (sessions, secrets…)."""
-    owned: dict[str, list[dict]] = {"tenancy.Org": list(Org.objects.filter(pk=org.pk).values())}
-    org_models = {}
-    for model in apps.get_models():
-        for field in model._meta.get_fields():
-            if isinstance(field, models.ForeignKey) and field.related_model is Org:
-                org_models[model] = field.name
-    for model, field in org_models.items():
-        owned[model._meta.label] = list(model.objects.filter(**{field: org}).order_by("pk").values())
-    for model in apps.get_models():
-        if model in org_models:
-            continue
-        for field in model._meta.get_fields():
-            if isinstance(field, models.ForeignKey) and field.related_model in org_models:
-                lookup = f"{field.name}__{org_models[field.related_model]}"
-                rows = model.objects.filter(**{lookup: org}).order_by("pk").values()
-                owned[f"{model._meta.label}.{field.name}"] = list(rows)
-    return owned
 
 
 @dataclass
