@@ -27,7 +27,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.apps import apps
 from django.db import models
-from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from keyward.approvals import notifications
@@ -45,6 +44,7 @@ from tests.factories import make_account, make_session_token
 from tests.jose.tokens import SigningKey
 from tests.security.expect import Baseline, refused, token_refusal_chain
 from tests.security.rows import org_rows
+from tests.security.tenants import request_properties, schema_operations
 
 pytestmark = pytest.mark.django_db
 
@@ -93,25 +93,6 @@ PROVIDER_CONFIG = {
 # --- finding every URL field ----------------------------------------------------------------
 
 
-def _walk_properties(schema: dict, node: dict, seen: set[str]) -> set[str]:
-    """Property names anywhere in a request body schema (through $ref, allOf/oneOf, items)."""
-    if "$ref" in node:
-        name = node["$ref"].rsplit("/", 1)[-1]
-        if name in seen:
-            return set()
-        return _walk_properties(schema, schema["components"]["schemas"][name], seen | {name})
-    found = set()
-    for name, child in node.get("properties", {}).items():
-        found.add(name)
-        found |= _walk_properties(schema, child, seen)
-    for key in ("allOf", "oneOf", "anyOf"):
-        for child in node.get(key, []):
-            found |= _walk_properties(schema, child, seen)
-    if isinstance(node.get("items"), dict):
-        found |= _walk_properties(schema, node["items"], seen)
-    return found
-
-
 def provider_config_url_keys() -> set[tuple[str, str]]:
     """(kind, key) for every URL-named config key a provider kind accepts, read from the kind's own rules."""
     accepted: dict[str, set[str]] = {}
@@ -132,18 +113,13 @@ def provider_config_url_keys() -> set[tuple[str, str]]:
 
 def url_fields_in_requests() -> set[tuple[str, str]]:
     """(route, field) for every URL-named request field; provider `config` expands to each kind's URL keys."""
-    schema = SchemaGenerator().get_schema(request=None, public=True)
     found = set()
-    for path, item in schema["paths"].items():
-        for method, operation in item.items():
-            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
-            properties = set()
-            for media in content.values():
-                properties |= _walk_properties(schema, media.get("schema", {}), set())
-            route = f"{method.upper()} {path}"
-            found |= {(route, name) for name in properties if URL_NAME.search(name)}
-            if "config" in properties and path.startswith("/v1/secrets"):
-                found |= {(route, f"config.{kind}.{key}") for kind, key in provider_config_url_keys()}
+    for method, path, operation in schema_operations():
+        properties = request_properties(operation)
+        route = f"{method.upper()} {path}"
+        found |= {(route, name) for name in properties if URL_NAME.search(name)}
+        if "config" in properties and path.startswith("/v1/secrets"):
+            found |= {(route, f"config.{kind}.{key}") for kind, key in provider_config_url_keys()}
     return found
 
 

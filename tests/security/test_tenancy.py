@@ -11,135 +11,29 @@ this test does not know how to fill FAILS its case: teach `OBJECT_IDS` what it n
 
 import itertools
 import json
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from broker.registry import create_introspection_key
-from keyward.accounts.models import Role
-from keyward.idp import services as idp_services
-from keyward.policies.models import Effect, Policy
-from keyward.tenancy.models import Org
-from tests.broker.conftest import World, allow, make_agent, make_provider
-from tests.factories import make_account, make_session_token
 from tests.security.rows import org_rows
+from tests.security.tenants import (
+    OBJECT_IDS,
+    SESSION,
+    Tenant,
+    fill,
+    has_path_parameter,
+    path_parameters,
+    schema_operations,
+)
 
 pytestmark = pytest.mark.django_db
 
-METHODS = ("get", "post", "put", "patch", "delete")
-SESSION = {"sessionToken": []}
-
-
-def _schema_operations() -> list[tuple[str, str, dict]]:
-    """(method, path template, operation) for every operation of the live schema with a path parameter."""
-    schema = SchemaGenerator().get_schema(request=None, public=True)
-    found = []
-    for path, item in schema["paths"].items():
-        for method in METHODS:
-            operation = item.get(method)
-            if operation and any(param["in"] == "path" for param in operation.get("parameters", [])):
-                found.append((method, path, operation))
-    return found
-
-
-OPERATIONS = _schema_operations()
-
-
-@dataclass
-class Tenant:
-    """One org with one of every kind of object an admin route can address, and its owner's client."""
-
-    org: Org
-    client: APIClient
-    member_email: str
-    agent_id: int
-    agent_name: str
-    approval_id: str
-    export_id: str
-    download_sig: str
-    idp_id: int
-    domain: str
-    introspection_key_id: int
-    jti: str
-    policy_id: int
-    provider_name: str
-
-    @property
-    def names(self) -> list[str]:
-        """Strings that would only appear in an answer that leaked this org's data."""
-        return [self.org.name, self.org.slug, self.member_email, self.agent_name, self.provider_name, self.domain]
-
-
-def populate(org: Org, owner, prefix: str, capture_on_commit) -> Tenant:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_session_token(owner)}")
-    member = make_account(org, Role.VIEWER, email=f"{prefix}-member@example.com")
-    agent = make_agent(org, f"{prefix}-bot")
-    provider = make_provider(org, f"{prefix}-stripe")
-    agent.grants = [{"provider": provider.name, "scopes": ["*"], "environments": ["prod"]}]
-    agent.save()
-    allow(org, provider=provider.name, scope="charges:read")
-    policy = Policy.objects.create(
-        org=org, provider=provider.name, scope="charges:write", effect=Effect.REQUIRE_APPROVAL
-    )
-    world = World(org=org, agent=agent, provider=provider, client=APIClient())
-    issued = world.ask({"provider": provider.name, "scope": "charges:read"}, agent=agent.name)
-    parked = world.ask({"provider": provider.name, "scope": "charges:write"}, agent=agent.name)
-    assert (issued.status_code, parked.status_code) == (200, 202), (issued.content, parked.content)
-    connector = idp_services.create_connector(
-        org=org,
-        name=f"{prefix}-idp",
-        issuer=f"https://{prefix}.idp.example.com",
-        audience="keyward",
-        jwks_uri=f"https://{prefix}.idp.example.com/jwks",
-        allowed_algorithms=["RS256"],
-        email_domains=[f"{prefix}.example"],
-    )
-    with capture_on_commit(execute=True):
-        export = client.post("/v1/audit/exports", {}, format="json")
-    assert export.status_code == 202, export.content
-    export_id = export.json()["export_id"]
-    link = client.get(f"/v1/audit/exports/{export_id}").json()["download_url"]
-    return Tenant(
-        org=org,
-        client=client,
-        member_email=member.email,
-        agent_id=agent.pk,
-        agent_name=agent.name,
-        approval_id=parked.json()["approval_id"],
-        export_id=export_id,
-        download_sig=parse_qs(urlsplit(link).query)["sig"][0],
-        idp_id=connector.pk,
-        domain=f"{prefix}.example",
-        introspection_key_id=create_introspection_key(org, name=f"{prefix}-rs").record.pk,
-        jti=issued.json()["credential_id"],
-        policy_id=policy.pk,
-        provider_name=provider.name,
-    )
-
-
-# What each path parameter names, by the collection it follows and its own name: its values in a
-# tenant (an agent is addressed by id or by name), and one that exists in no org.
-OBJECT_IDS: dict[tuple[str, str], tuple[Callable[[Tenant], list], object]] = {
-    ("admins", "email"): (lambda t: [t.member_email, t.member_email.upper()], "nobody@example.com"),
-    ("agents", "agent"): (lambda t: [t.agent_id, t.agent_name], "no-such-agent"),
-    ("approvals", "id"): (lambda t: [t.approval_id], "apr_" + "0" * 32),
-    ("exports", "id"): (lambda t: [t.export_id], "exp_" + "0" * 32),
-    ("exports", "export_id"): (lambda t: [t.export_id], "exp_" + "0" * 32),
-    ("idps", "id"): (lambda t: [t.idp_id], 2**31 - 1),
-    ("domains", "domain"): (lambda t: [t.domain], "nowhere.example"),
-    ("introspection-keys", "id"): (lambda t: [t.introspection_key_id], 2**31 - 1),
-    ("issued", "jti"): (lambda t: [t.jti], "f" * 32),
-    ("policies", "id"): (lambda t: [t.policy_id], 2**31 - 1),
-    ("secrets", "name"): (lambda t: [t.provider_name], "no-such-provider"),
-}
+OPERATIONS = [
+    (method, path, operation) for method, path, operation in schema_operations() if has_path_parameter(operation)
+]
 
 # A valid body for each write, so that only the object lookup can refuse it.
 BODIES = {
@@ -151,20 +45,6 @@ BODIES = {
     ("patch", "/v1/secrets/{name}"): {"description": "renamed"},
     ("post", "/v1/secrets/{name}/rotate"): {"secret": "a-new-secret-value"},
 }
-
-
-def path_parameters(path: str) -> list[tuple[str, str]]:
-    """(collection, name) of each `{name}` in the template: the collection is the segment before it."""
-    segments = path.strip("/").split("/")
-    found = []
-    for index, segment in enumerate(segments):
-        if match := re.fullmatch(r"\{(\w+)\}", segment):
-            found.append((segments[index - 1], match.group(1)))
-    return found
-
-
-def fill(path: str, values: dict[str, object]) -> str:
-    return re.sub(r"\{(\w+)\}", lambda match: quote(str(values[match.group(1)]), safe="@"), path)
 
 
 @dataclass
@@ -188,14 +68,6 @@ def comparable(answer: Answer, values: list) -> str:
     for value in sorted((str(item) for item in values), key=len, reverse=True):
         text = text.replace(value, "<id>")
     return text
-
-
-@pytest.fixture
-def tenants(callers, django_capture_on_commit_callbacks, settings, tmp_path) -> tuple[Tenant, Tenant]:
-    settings.KEYWARD_EXPORT_DIR = tmp_path / "exports"
-    own = populate(callers.org, callers.owner, "acme", django_capture_on_commit_callbacks)
-    other = populate(callers.other_org.org, callers.other_org, "globex", django_capture_on_commit_callbacks)
-    return own, other
 
 
 def check_signed_download(own: Tenant, other: Tenant, path: str) -> None:
