@@ -151,7 +151,6 @@ def test_malformed_requests_to_the_broker_get_their_documented_refusal(broker, s
                 assert_broker_refusal(response, before, status, code)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: JSON nested deeper than Python's recursion limit crashes the broker")
 @pytest.mark.parametrize("case", DEEP_CASES)
 def test_json_nested_too_deeply_is_a_400_at_the_broker(broker, case):
     before = Baseline.take()
