@@ -4,36 +4,24 @@ The clock django-otp reads is pinned (`pinned_clock`), so the codes are computed
 """
 
 import threading
-import time
-from unittest import mock
 
 import pytest
 from django.db import connections
-from django_otp.oath import hotp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from keyward.accounts.models import Role, SessionToken
 from tests.factories import PASSWORD, make_account, make_org, make_session_token
 from tests.security.expect import Baseline, refused
+from tests.security.otp import STEP, code_at, pinned_otp_clock
 
 pytestmark = pytest.mark.django_db
-
-STEP = 30
 
 
 @pytest.fixture
 def pinned_clock():
-    """django-otp's clock, at the start of a time step so every code below stays valid for the test."""
-    now = (int(time.time()) // STEP) * STEP + 1.0
-    with mock.patch("django_otp.plugins.otp_totp.models.time") as clock:
-        clock.time.return_value = now
+    with pinned_otp_clock() as clock:
         yield clock
-
-
-def code_at(key_hex: str, unix_time: float) -> str:
-    """What the user's phone shows at `unix_time` (RFC 6238: SHA-1, 6 digits, 30 s steps from 0)."""
-    return f"{hotp(bytes.fromhex(key_hex), int(unix_time) // STEP):06d}"
 
 
 class TwoFactorAccount:
