@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.db import connection
 
 from broker.models import IssuedCredential
 from keyward.audit.models import AuditEvent
@@ -36,6 +37,8 @@ from tests.security.targets import (
 )
 
 pytestmark = pytest.mark.django_db
+
+ON_POSTGRESQL = connection.vendor == "postgresql"  # SQLite stores a NUL that PostgreSQL refuses
 
 TARGETS = ("user-token-dev-idp", "user-token-oidc", "delegation-token", "attestation-assertion", "introspection")
 MARGIN = 15  # seconds on either side of the verifier's leeway
@@ -158,7 +161,6 @@ ATTACKS = {
     "kid-sql-union": lambda t, a: _kid(t, f"{t.key.kid}' UNION SELECT public_jwk FROM crypto_signingkey --"),  # noqa: S608
     "kid-one-past-the-limit": lambda t, a: _kid(t, "k" * (MAX_KID_LENGTH + 1)),
     "kid-absurd-length": lambda t, a: _kid(t, "k" * 8000),
-    "kid-with-nul": lambda t, a: _kid(t, t.key.kid + "\x00"),
     "kid-not-a-string": lambda t, a: _kid(t, {"$ne": ""}),
     "jku-to-the-attackers-jwks": lambda t, a: _signed_by_attacker(t, a, kid=t.key.kid, jku=a.server.url("/jwks")),
     "x5u-to-the-attackers-certificate": lambda t, a: _signed_by_attacker(t, a, kid=t.key.kid, x5u=a.server.url("/x5u")),
@@ -192,6 +194,19 @@ def test_forged_tokens_are_refused_issue_nothing_and_fetch_nothing(target, attac
             if target.jwks_server is not None:
                 # An unknown kid may cause one refetch per interval, never one per forged token.
                 assert target.jwks_server.count("/jwks") <= 1
+
+
+@pytest.mark.xfail(
+    ON_POSTGRESQL,
+    strict=True,
+    reason="finding: a kid with a NUL reaches PostgreSQL through SigningKeySource.key_for: 500, no audit row",
+)
+@pytest.mark.parametrize("target", ["delegation-token", "introspection"], indirect=True)
+def test_a_kid_with_a_nul_is_refused_not_a_database_error(target):
+    """Every database refuses what PostgreSQL cannot store; the kid must never get that far."""
+    forged = _kid(target, target.key.kid + "\x00")
+    before = Baseline.take()
+    target.assert_refused(target.present(forged), before)
 
 
 def _times(*, exp: int, nbf: int | None = None, iat: int | None = None) -> dict:
@@ -285,3 +300,44 @@ def test_a_token_from_another_orgs_idp_gets_that_orgs_agent_never_this_one(world
     assert (record.org, record.agent.org) == (other, other)
     assert forge.split(response.json()["credential"])[1]["org"] == other.slug
     assert AuditEvent.objects.filter(org=world.org).count() == this_chain_before
+
+
+@pytest.mark.xfail(
+    ON_POSTGRESQL,
+    strict=True,
+    reason="finding: an unsigned user token with a NUL in iss or aud reaches PostgreSQL in "
+    "idp/verification.py _candidate_connector before any check: anyone gets a 500, no audit row",
+)
+@pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
+@pytest.mark.parametrize("claims", [{"iss": "https://idp.example.com\x00"}, {"aud": "keyward\x00"}, {"aud": ["\x00"]}])
+def test_an_unsigned_token_with_a_nul_in_its_issuer_or_audience_is_a_401(target, claims):
+    header, payload, _ = forge.split(target.legit)
+    unsigned = f"{b64({**header, 'alg': 'none'})}.{b64({**payload, **claims})}.AAAA"
+    before = Baseline.take()
+    target.assert_refused(target.present(unsigned), before)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: a verified user token whose sub holds a NUL is accepted (SQLite stores it; on PostgreSQL "
+    "the record write fails: 500); idp/verification.py should refuse the claim as malformed",
+)
+@pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
+def test_a_signed_user_token_with_a_nul_in_its_subject_is_a_401(target):
+    token = forge.resign(target.legit, target.key, claims={"sub": "alice\x00@example.com"})
+    before = Baseline.take()
+    target.assert_refused(target.present(token), before)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: a verified user token whose email claim holds a NUL is issued with the NUL stored "
+    "(SQLite) or fails the record write (PostgreSQL: 500); VerifiedUser.email should drop such a value",
+)
+@pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
+def test_a_signed_user_token_with_a_nul_in_its_email_never_stores_it(target):
+    token = forge.resign(target.legit, target.key, claims={"email": "alice\x00@example.com"})
+    response = target.present(token)
+    assert response.status_code in (200, 401), response.content[:300]
+    stored = IssuedCredential.objects.values_list("end_user_email", flat=True)
+    assert not any("\x00" in email for email in stored)
