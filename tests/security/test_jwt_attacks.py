@@ -161,6 +161,7 @@ ATTACKS = {
     "kid-sql-union": lambda t, a: _kid(t, f"{t.key.kid}' UNION SELECT public_jwk FROM crypto_signingkey --"),  # noqa: S608
     "kid-one-past-the-limit": lambda t, a: _kid(t, "k" * (MAX_KID_LENGTH + 1)),
     "kid-absurd-length": lambda t, a: _kid(t, "k" * 8000),
+    "kid-with-nul": lambda t, a: _kid(t, t.key.kid + "\x00"),
     "kid-not-a-string": lambda t, a: _kid(t, {"$ne": ""}),
     "jku-to-the-attackers-jwks": lambda t, a: _signed_by_attacker(t, a, kid=t.key.kid, jku=a.server.url("/jwks")),
     "x5u-to-the-attackers-certificate": lambda t, a: _signed_by_attacker(t, a, kid=t.key.kid, x5u=a.server.url("/x5u")),
@@ -194,19 +195,6 @@ def test_forged_tokens_are_refused_issue_nothing_and_fetch_nothing(target, attac
             if target.jwks_server is not None:
                 # An unknown kid may cause one refetch per interval, never one per forged token.
                 assert target.jwks_server.count("/jwks") <= 1
-
-
-@pytest.mark.xfail(
-    ON_POSTGRESQL,
-    strict=True,
-    reason="finding: a kid with a NUL reaches PostgreSQL through SigningKeySource.key_for: 500, no audit row",
-)
-@pytest.mark.parametrize("target", ["delegation-token", "introspection"], indirect=True)
-def test_a_kid_with_a_nul_is_refused_not_a_database_error(target):
-    """Every database refuses what PostgreSQL cannot store; the kid must never get that far."""
-    forged = _kid(target, target.key.kid + "\x00")
-    before = Baseline.take()
-    target.assert_refused(target.present(forged), before)
 
 
 def _times(*, exp: int, nbf: int | None = None, iat: int | None = None) -> dict:
