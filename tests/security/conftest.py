@@ -4,10 +4,10 @@ import pytest
 
 from tests import local_http
 from tests.broker.conftest import _fresh_key_caches, world
-from tests.broker.minters.conftest import _fresh_breakers, stubs
+from tests.broker.minters.conftest import _fresh_breakers, connection_attempts, stubs
 from tests.security.tenants import Tenant, populate
 
-__all__ = ["_fresh_breakers", "_fresh_key_caches", "stubs", "world"]
+__all__ = ["_fresh_breakers", "_fresh_key_caches", "connection_attempts", "stubs", "world"]
 
 fake_dns = local_http.fake_dns
 local_server = local_http.local_server

@@ -1,6 +1,6 @@
 """Forged, altered and re-signed JWTs: the ways an attacker bends a token to get it past verification.
 
-Every function takes a real token and returns a new one; `raw_token` (tests/jose/tokens.py) signs
+The token functions take a real token and return a new one; `raw_token` (tests/jose/tokens.py) signs
 exactly the bytes asked for, so nothing here is "fixed up" by a JWT library on the way.
 """
 
@@ -11,6 +11,7 @@ import hmac
 import json
 from typing import Any
 
+import josepy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -75,34 +76,22 @@ def public_key_encodings(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKe
         "jwk": json.dumps(public_jwk(public_key, kid), separators=(",", ":")).encode(),
     }
     if isinstance(public_key, rsa.RSAPublicKey):
-        forms["pkcs1"] = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+        forms["raw"] = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
     else:
-        forms["point"] = public_key.public_bytes(
+        forms["raw"] = public_key.public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
     return forms
 
 
-def public_jwk(public_key, kid: str) -> dict[str, Any]:
-    numbers = public_key.public_numbers()
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return {"kty": "RSA", "kid": kid, "n": _uint(numbers.n), "e": _uint(numbers.e)}
-    size = (public_key.curve.key_size + 7) // 8
-    return {
-        "kty": "EC",
-        "kid": kid,
-        "crv": "P-256",
-        "x": b64(numbers.x.to_bytes(size)),
-        "y": b64(numbers.y.to_bytes(size)),
-    }
+def public_jwk(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, kid: str) -> dict[str, Any]:
+    """The key as its JWKS publishes it."""
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {**josepy.JWK.load(pem).to_json(), "kid": kid}
 
 
-def _uint(value: int) -> str:
-    return b64(value.to_bytes((value.bit_length() + 7) // 8))
-
-
-def self_signed_certificate(key: SigningKey) -> bytes:
-    """A DER certificate for the attacker's key, as an `x5c` header would carry it."""
+def self_signed_certificate(key: SigningKey, encoding: serialization.Encoding = serialization.Encoding.DER) -> bytes:
+    """A certificate for the attacker's key: DER as an `x5c` header carries it, PEM as an `x5u` URL serves it."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.example.com")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
@@ -115,4 +104,4 @@ def self_signed_certificate(key: SigningKey) -> bytes:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key.private, hashes.SHA256())
     )
-    return certificate.public_bytes(serialization.Encoding.DER)
+    return certificate.public_bytes(encoding)

@@ -295,20 +295,12 @@ def test_a_private_destination_is_refused_at_save_time(admin, settings, field, s
 # --- connect time ---------------------------------------------------------------------------
 
 
-@dataclass
-class Rebinding:
-    """`.test` names answer a public address, except to the connection keyward is opening: 127.0.0.1."""
-
-    connections: list[tuple[str, int]]
-
-
 @pytest.fixture
-def rebinding(monkeypatch, loopback_only, settings) -> Rebinding:
+def rebinding(monkeypatch, loopback_only, settings) -> None:
+    """`.test` names answer a public address, except to the connection keyward is opening: 127.0.0.1."""
     settings.DEV_MODE, settings.KEYWARD_ALLOW_PRIVATE_URLS = True, False  # plain http, but no private addresses
     connecting = threading.local()
     real_getaddrinfo, real_new_conn = socket.getaddrinfo, outbound._GuardedConnectionMixin._new_conn
-    real_create_connection = outbound.urllib3_connection.create_connection
-    rebinding = Rebinding(connections=[])
 
     def new_conn(self):
         connecting.now = True
@@ -324,14 +316,8 @@ def rebinding(monkeypatch, loopback_only, settings) -> Rebinding:
         address = "127.0.0.1" if getattr(connecting, "now", False) else PUBLIC_ADDRESS
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
-    def create_connection(address, *args, **kwargs):
-        rebinding.connections.append((address[0], address[1]))
-        return real_create_connection(address, *args, **kwargs)
-
     monkeypatch.setattr(outbound._GuardedConnectionMixin, "_new_conn", new_conn)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(outbound.urllib3_connection, "create_connection", create_connection)
-    return rebinding
 
 
 @dataclass
@@ -492,9 +478,9 @@ def connect_case_for(route: str, field: str) -> str | None:
 
 @pytest.mark.parametrize("field", CONNECTS)
 def test_a_name_rebound_to_a_private_address_is_refused_when_keyward_connects(
-    world, rebinding, victim, django_capture_on_commit_callbacks, field
+    world, rebinding, connection_attempts, victim, django_capture_on_commit_callbacks, field
 ):
     CONNECTS[field](world, victim, django_capture_on_commit_callbacks)
 
     assert victim.server.count() == 0, "the request reached the internal address"
-    assert rebinding.connections == [], f"keyward opened connections: {rebinding.connections}"
+    assert connection_attempts == [], f"keyward opened connections: {connection_attempts}"
