@@ -56,14 +56,11 @@ def keyward_signing_key() -> SigningKey:
     return SigningKey(key.kid, "ES256", serialization.load_der_private_key(key.unseal_secret(), password=None))
 
 
-def _broker_refusal(status: int, code: str, chain: Callable[[World], Org | None]):
-    def check(world: World):
-        def assert_refused(response, before: Baseline) -> None:
-            refused(response, status, code, before=before, chain=chain(world))
+def _broker_refusal(status: int, code: str, chain: Org | None) -> Callable[[object, Baseline], None]:
+    def assert_refused(response, before: Baseline) -> None:
+        refused(response, status, code, before=before, chain=chain)
 
-        return assert_refused
-
-    return check
+    return assert_refused
 
 
 def _issued(response) -> bool:
@@ -80,7 +77,7 @@ def user_token_target(world: World) -> Target:
         key=private_key_of_dev_idp(world.org),
         present=lambda token: world.ask(token=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: token_refusal_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_user_token", token_refusal_chain(world.org)),
     )
 
 
@@ -123,7 +120,7 @@ def oidc_user_token_target(world: World, server: LocalServer, rsa_private: rsa.R
         key=idp.key,
         present=lambda token: world.ask(token=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_user_token", lambda w: token_refusal_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_user_token", token_refusal_chain(world.org)),
         jwks_server=server,
     )
 
@@ -139,7 +136,7 @@ def delegation_target(world: World) -> Target:
         key=keyward_signing_key(),
         present=lambda token: world.ask(agent=SUB_AGENT, token=None, delegation=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(401, "invalid_delegation", lambda w: token_refusal_chain(w.org))(world),
+        assert_refused=_broker_refusal(401, "invalid_delegation", token_refusal_chain(world.org)),
     )
 
 
@@ -171,7 +168,7 @@ def attestation_target(world: World, server: LocalServer, rsa_private: rsa.RSAPr
         key=key,
         present=lambda token: world.ask(assertion=token),
         accepted=_issued,
-        assert_refused=_broker_refusal(403, "agent_attestation_required", lambda w: w.org)(world),
+        assert_refused=_broker_refusal(403, "agent_attestation_required", world.org),
         jwks_server=server,
     )
 

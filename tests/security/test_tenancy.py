@@ -62,9 +62,13 @@ def call(client: APIClient, method: str, path: str, body) -> Answer:
     return Answer(response.status_code, response.json(), len(queries))
 
 
+def without_request_id(body: dict) -> dict:
+    return {key: value for key, value in body.items() if key != "request_id"}
+
+
 def comparable(answer: Answer, values: list) -> str:
     """The body without its request id, with the ids the request named replaced by a placeholder."""
-    text = json.dumps({key: value for key, value in answer.body.items() if key != "request_id"}, sort_keys=True)
+    text = json.dumps(without_request_id(answer.body), sort_keys=True)
     for value in sorted((str(item) for item in values), key=len, reverse=True):
         text = text.replace(value, "<id>")
     return text
@@ -76,8 +80,7 @@ def check_signed_download(own: Tenant, other: Tenant, path: str) -> None:
     nowhere = own.client.get(fill(path, {"export_id": "exp_" + "0" * 32}), {"sig": own.download_sig})
     assert theirs.status_code == nowhere.status_code == 403, (theirs.content, nowhere.content)
     assert theirs.json()["error"] == "invalid_signature"
-    strip = lambda body: {key: value for key, value in body.items() if key != "request_id"}  # noqa: E731
-    assert strip(theirs.json()) == strip(nowhere.json())
+    assert without_request_id(theirs.json()) == without_request_id(nowhere.json())
 
 
 # Routes authorised by something other than an org session, and how each is checked instead.
