@@ -82,6 +82,8 @@ def _body(request: HttpRequest) -> dict:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise InvalidBrokerRequest("The request body is not valid JSON.") from None
+    except RecursionError:  # 16 KiB of brackets nest deeper than Python's parser recurses
+        raise InvalidBrokerRequest("The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise InvalidBrokerRequest('The body must be a JSON object: {"provider", "scope", "ttl"}.')
     return body

@@ -6,6 +6,7 @@ keyward signs lives at most KEYWARD_MAX_CREDENTIAL_TTL, which is what makes that
 """
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ PUBLISHED_STATES = (SigningKeyState.ACTIVE, SigningKeyState.RETIRING)
 # Covers clock skew and a token signed with the old key just as the rotation committed.
 RETIRE_LEEWAY = timedelta(minutes=5)
 _ROTATION_ATTEMPTS = 3
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]+")
 
 # Unsealed private keys by kid, so the hot path does not unseal on every token.
 _private_keys: dict[str, josepy.JWKEC] = {}
@@ -147,8 +149,12 @@ class SigningKeySource:
     algorithms = frozenset({ALGORITHM})
 
     def key_for(self, kid: str | None) -> josepy.JWK | None:
-        """The public key for `kid` if it is active or retiring; None otherwise (retired or unknown)."""
-        if not kid or len(kid) > KID_MAX_LENGTH:
+        """The public key for `kid` if it is active or retiring; None otherwise (retired or unknown).
+
+        keyward's kids are RFC 7638 thumbprints (base64url), so any other kid is unknown without a
+        query: a token's kid is attacker input, and PostgreSQL refuses some of it (a NUL) with an error.
+        """
+        if not kid or len(kid) > KID_MAX_LENGTH or not _THUMBPRINT.fullmatch(kid):
             return None
         public = (
             SigningKey.objects.filter(kid=kid, state__in=PUBLISHED_STATES).values_list("public_jwk", flat=True).first()

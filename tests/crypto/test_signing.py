@@ -183,6 +183,15 @@ def test_key_source_answers_only_for_published_kids():
         assert source.key_for(kid) is None
 
 
+def test_a_kid_that_is_no_thumbprint_is_unknown_without_a_query(django_assert_num_queries):
+    """A token's kid is attacker input: a NUL in it failed the lookup on PostgreSQL (a 500)."""
+    key = signing.active_signing_key()
+    source = signing.SigningKeySource()
+    with django_assert_num_queries(0):
+        for kid in (key.kid + "\x00", f"{key.kid}' OR '1'='1", "../" + key.kid, key.kid + " ", key.kid + "="):
+            assert source.key_for(kid) is None
+
+
 def test_exactly_one_active_key_is_enforced_by_the_database():
     key = signing.active_signing_key()
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -1,23 +1,18 @@
 """Keys, tokens and a real JWKS server on 127.0.0.1 for the JWT verification tests.
 
 Tokens are made with PyJWT (an independent implementation) where it allows; attacks PyJWT refuses
-to produce are built by hand with `raw_token`.
+to produce are built by hand with `raw_token` (tests/jose/tokens.py, shared with tests/security).
 """
 
-import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import josepy
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from josepy import jwa
 
 from keyward.jose.jwks import JwksKeySource, clear_jwks_cache
 from tests import local_http
+from tests.jose.tokens import SigningKey
 from tests.local_http import LocalServer
 from tests.net import drip
 
@@ -31,27 +26,6 @@ fake_dns = local_http.fake_dns
 drip_server = drip.drip_server
 local_server = local_http.local_server
 loopback_only = local_http.loopback_only
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    alg: str
-    private: Any
-
-    @property
-    def public_jwk(self) -> dict[str, Any]:
-        jwk = josepy.JWK.load(self.private_pem).public_key().to_json()
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
-
-    @property
-    def private_pem(self) -> bytes:
-        return self.private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    def sign(self, claims: dict[str, Any], *, headers: dict[str, Any] | None = None, alg: str | None = None) -> str:
-        return jwt.encode(claims, self.private, algorithm=alg or self.alg, headers={"kid": self.kid, **(headers or {})})
 
 
 @pytest.fixture(scope="session")
@@ -92,19 +66,6 @@ def claims(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return {name: value for name, value in base.items() if value is not None}
-
-
-def b64(data: bytes | dict | list | str) -> str:
-    if not isinstance(data, bytes):
-        data = (data if isinstance(data, str) else json.dumps(data)).encode()
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def raw_token(header: dict[str, Any] | bytes, payload: dict[str, Any] | bytes, key: SigningKey, alg: str) -> str:
-    """Sign exactly these header and payload bytes, with no library opinion in between."""
-    signing_input = f"{b64(header)}.{b64(payload)}"
-    signature = jwa.JWASignature.from_json(alg).sign(key.private, signing_input.encode())
-    return f"{signing_input}.{b64(signature)}"
 
 
 class FakeClock:

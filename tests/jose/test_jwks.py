@@ -10,7 +10,8 @@ from keyward.jose import jwks
 from keyward.jose.errors import TokenFailure, TokenInvalid
 from keyward.jose.jwks import JwksKeySource, jwks_key_source, parse_jwks
 from keyward.jose.verify import verify_jwt
-from tests.jose.conftest import ALGORITHMS, AUDIENCE, ISSUER, NOW, SigningKey, claims
+from tests.jose.conftest import ALGORITHMS, AUDIENCE, ISSUER, NOW, claims
+from tests.jose.tokens import SigningKey
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ from keyward.jose.errors import TokenFailure, TokenInvalid
 from keyward.jose.keys import StaticKeySource
 from keyward.jose.types import TokenType
 from keyward.jose.verify import MAX_TOKEN_BYTES, verify_jwt
-from tests.jose.conftest import ALGORITHMS, AUDIENCE, ISSUER, MARKER, NOW, SigningKey, b64, claims, raw_token
+from tests.jose.conftest import ALGORITHMS, AUDIENCE, ISSUER, MARKER, NOW, claims
+from tests.jose.tokens import SigningKey, b64, raw_token
 
 pytestmark = pytest.mark.django_db
 
