@@ -14,7 +14,7 @@ from keyward.idp.verification import verify_user_token
 from keyward.jose.errors import TokenInvalid
 from keyward.jose.jwks import jwks_key_source
 from keyward.jose.types import TokenType
-from keyward.jose.verify import verify_jwt
+from keyward.jose.verify import peek_claims, verify_jwt
 from keyward.tenancy.models import Org
 
 DELEGATION_REQUIRED_CLAIMS = ("sub", "jti", "cred", "org", "chain", "depth")
@@ -62,15 +62,15 @@ def authenticate_delegation(token: str) -> Caller:
         )
     except TokenInvalid as exc:
         raise InvalidDelegation(
-            f"The delegation token was refused: {exc}", detail={"verification": str(exc.reason)}
+            f"The delegation token was refused: {exc}",
+            detail={"verification": str(exc.reason)},
+            org=_org_of_altered_token(token),
         ) from None
-    parent = (
-        IssuedCredential.objects.select_related("org", "provider", "agent")
-        .filter(jti=claims["cred"], delegation_jti=claims["jti"])
-        .first()
-    )
-    if parent is None or parent.org_id != claims["org"]:
+    parent = _delegation_record(claims.get("cred"), claims.get("jti"))
+    if parent is None:
         raise InvalidDelegation("The delegation token names no credential keyward issued.")
+    if parent.org_id != claims["org"]:
+        raise InvalidDelegation("The delegation token names no credential keyward issued.", org=parent.org)
     # keyward signed this token for `parent.org`: a refusal from here on is that org's to see.
     refused = {"detail": {"parent_jti": parent.jti}, "org": parent.org}
     if parent.revoked_at is not None:
@@ -86,6 +86,28 @@ def authenticate_delegation(token: str) -> Caller:
         chain=list(parent.chain),
         end_user_email=parent.end_user_email,
     )
+
+
+def _delegation_record(credential_jti, delegation_jti) -> IssuedCredential | None:
+    if not (isinstance(credential_jti, str) and isinstance(delegation_jti, str)):
+        return None
+    return (
+        IssuedCredential.objects.select_related("org", "provider", "agent")
+        .filter(jti=credential_jti, delegation_jti=delegation_jti)
+        .first()
+    )
+
+
+def _org_of_altered_token(token: str) -> Org | None:
+    """The org of the record a refused delegation token names by both its ids (which only the
+    token's holders know): an altered copy of a real token is an attack on that org, so its chain
+    shows it. Anything else names no org (the platform chain)."""
+    try:
+        claims = peek_claims(token)
+    except TokenInvalid:
+        return None
+    parent = _delegation_record(claims.get("cred"), claims.get("jti"))
+    return parent.org if parent is not None else None
 
 
 def revoked_agents_in(org: Org, chain: list[str]) -> bool:

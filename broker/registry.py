@@ -241,6 +241,8 @@ def introspect(org: Org, token: str) -> dict:
     record = IssuedCredential.objects.select_related("agent").filter(org=org, jti=claims["jti"]).first()
     if record is None or record.revoked_at is not None or record.token_type != KEYWARD_JWT_TYPE:
         return INACTIVE
+    if record.expires_at <= timezone.now():
+        return INACTIVE  # keyward issued it on its own clock: the verifier's leeway for others' clocks does not apply
     answer = {
         "active": True,
         "token_type": "Bearer",

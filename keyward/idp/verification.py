@@ -15,6 +15,16 @@ from keyward.tenancy.models import Org
 
 MAX_AUDIENCES = 10
 MAX_EMAIL_LENGTH = 254
+MAX_CLAIM_TEXT = 2000  # an issuer or audience longer than any a connector can hold names no connector
+
+
+def plain_text(value, limit: int = MAX_CLAIM_TEXT) -> bool:
+    """A non-empty string without control characters (a NUL would fail PostgreSQL's text type), of sane length."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= limit
+        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    )
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ class VerifiedUser:
         subjects, so this is how keyward recognises the person behind a request, e.g. an approver
         deciding their own. Only used to refuse more, never to grant anything."""
         email = self.claims.get("email")
-        if isinstance(email, str) and 3 <= len(email) <= MAX_EMAIL_LENGTH and "@" in email:
+        if plain_text(email, MAX_EMAIL_LENGTH) and len(email) >= 3 and "@" in email:
             return email.strip()
         return ""
 
@@ -52,11 +62,12 @@ def _candidate_connector(claims: dict) -> IdpConnector:
     """
     issuer, audience = claims.get("iss"), claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience
-    if not isinstance(issuer, str) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
+    if not plain_text(issuer) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
         raise TokenInvalid(TokenFailure.MALFORMED)
-    connectors = IdpConnector.objects.select_related("org", "dev_key").filter(
-        issuer=issuer, audience__in=[item for item in audiences if isinstance(item, str)]
-    )
+    # Checked before any query: claim text reaches the database only once it is text it can hold.
+    if not all(plain_text(item) for item in audiences):
+        raise TokenInvalid(TokenFailure.MALFORMED)
+    connectors = IdpConnector.objects.select_related("org", "dev_key").filter(issuer=issuer, audience__in=audiences)
     if is_shared_issuer(issuer):
         if len(audiences) != 1:
             raise TokenInvalid(TokenFailure.WRONG_AUDIENCE, "A token from a shared issuer must name one audience.")
@@ -98,7 +109,7 @@ def verify_user_token(token: str) -> VerifiedUser:
             required_claims=("sub",),
         )
         subject = claims["sub"]
-        if not isinstance(subject, str) or not subject or len(subject) > 255:
+        if not plain_text(subject, 255):
             raise TokenInvalid(TokenFailure.MALFORMED)
     except TokenInvalid as refusal:
         raise ConnectorTokenInvalid(refusal, connector.org) from None

@@ -13,6 +13,9 @@ from django.db.models import Max
 
 from broker.models import IssuedCredential
 from keyward.audit.models import AuditEvent, chain_key
+from keyward.idp.models import IdpConnector
+from keyward.jose.errors import TokenInvalid
+from keyward.jose.verify import peek_claims
 from keyward.tenancy.models import Org
 
 ERROR_KEYS = {"error", "message", "request_id"}
@@ -22,14 +25,51 @@ ISSUANCE_KEYS = {"credential", "delegation", "credential_id", "token_type", "exp
 PLATFORM = None
 
 
-def token_refusal_chain(claimed_org: Org) -> Org | None:
-    """Where the broker audits refusing a user or delegation token that fails verification or is revoked.
+@dataclass(frozen=True)
+class ByToken:
+    """The chain a refused token's audit row belongs on, decided by the token the request presented."""
 
-    DESIGN today: before the org is known the row goes to the platform chain. Issue 10 moves the
-    refusal of a forged or revoked token that names an org to that org's chain; when that lands,
-    this is the one line to change (return `claimed_org`).
-    """
-    return PLATFORM
+    org: Org
+
+    def resolve(self, response) -> Org | None:
+        headers = response.wsgi_request.headers
+        if delegation := headers.get("X-Keyward-Delegation"):
+            return self.org if _names_a_record_of(self.org, delegation) else PLATFORM
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        return self.org if _names_a_connector_of(self.org, token) else PLATFORM
+
+
+def token_refusal_chain(claimed_org: Org) -> ByToken:
+    """Where the broker audits refusing a user or delegation token: on the chain of the org the token
+    names (ARCHITECTURE.md, decisions): a user token whose `iss`/`aud` select one of the org's IdP
+    connectors, a delegation token whose ids (`cred`, `jti`) are a record keyward issued for the org.
+    Anything else (another issuer, a mangled token, made-up ids) goes to the platform chain."""
+    return ByToken(claimed_org)
+
+
+def _claims(token: str) -> dict:
+    try:
+        claims = peek_claims(token)
+    except TokenInvalid:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _names_a_connector_of(org: Org, token: str) -> bool:
+    claims = _claims(token)
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+    connectors = IdpConnector.objects.filter(org=org).values_list("issuer", "audience")
+    return any(issuer == claims.get("iss") and audience in audiences for issuer, audience in connectors)
+
+
+def _names_a_record_of(org: Org, token: str) -> bool:
+    claims = _claims(token)
+    ids = (claims.get("cred"), claims.get("jti"))
+    if not all(isinstance(value, str) for value in ids):
+        return False
+    records = IssuedCredential.objects.filter(org=org).values_list("jti", "delegation_jti")
+    return ids in set(records)
 
 
 @dataclass(frozen=True)
@@ -63,7 +103,7 @@ def refused(
     code: str,
     *,
     before: Baseline,
-    chain: Org | None,
+    chain: "Org | ByToken | None",
     event_type: str = "credential.denied",
     outcome: str = "denied",
     reason: str | None = None,
@@ -81,5 +121,7 @@ def refused(
     assert len(rows) == 1, f"expected one audit row for this request, found {rows}"
     row = rows[0]
     assert (row.event_type, row.outcome, row.reason_code) == (event_type, outcome, reason or code)
+    if isinstance(chain, ByToken):
+        chain = chain.resolve(response)
     assert chain_key(row.org_id) == chain_key(chain), f"audited on {chain_key(row.org_id)}, not {chain_key(chain)}"
     return row

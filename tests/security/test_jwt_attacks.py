@@ -224,12 +224,6 @@ def test_a_token_for_another_issuer_or_audience_is_refused(target, subtests):
             target.assert_refused(target.present(token), before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: POST /v1/introspect answers active: true for up to 30 s (the verifier's leeway) after a "
-    "credential expired; keyward issued it on its own clock, so no skew excuses it, and the record's "
-    "expires_at is never read (broker/registry.py introspect)",
-)
 def test_introspection_calls_a_credential_inactive_once_it_expired(world):
     target = introspection_target(world)
     expired_at = int(time.time()) - 10
@@ -270,12 +264,6 @@ def test_a_token_from_another_orgs_idp_gets_that_orgs_agent_never_this_one(world
     assert AuditEvent.objects.filter(org=world.org).count() == this_chain_before
 
 
-@pytest.mark.xfail(
-    ON_POSTGRESQL,
-    strict=True,
-    reason="finding: an unsigned user token with a NUL in iss or aud reaches PostgreSQL in "
-    "idp/verification.py _candidate_connector before any check: anyone gets a 500, no audit row",
-)
 @pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
 @pytest.mark.parametrize("claims", [{"iss": "https://idp.example.com\x00"}, {"aud": "keyward\x00"}, {"aud": ["\x00"]}])
 def test_an_unsigned_token_with_a_nul_in_its_issuer_or_audience_is_a_401(target, claims):
@@ -285,11 +273,6 @@ def test_an_unsigned_token_with_a_nul_in_its_issuer_or_audience_is_a_401(target,
     target.assert_refused(target.present(unsigned), before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a verified user token whose sub holds a NUL is accepted (SQLite stores it; on PostgreSQL "
-    "the record write fails: 500); idp/verification.py should refuse the claim as malformed",
-)
 @pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
 def test_a_signed_user_token_with_a_nul_in_its_subject_is_a_401(target):
     token = forge.resign(target.legit, target.key, claims={"sub": "alice\x00@example.com"})
@@ -297,11 +280,6 @@ def test_a_signed_user_token_with_a_nul_in_its_subject_is_a_401(target):
     target.assert_refused(target.present(token), before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a verified user token whose email claim holds a NUL is issued with the NUL stored "
-    "(SQLite) or fails the record write (PostgreSQL: 500); VerifiedUser.email should drop such a value",
-)
 @pytest.mark.parametrize("target", ["user-token-dev-idp", "user-token-oidc"], indirect=True)
 def test_a_signed_user_token_with_a_nul_in_its_email_never_stores_it(target):
     token = forge.resign(target.legit, target.key, claims={"email": "alice\x00@example.com"})
