@@ -10,6 +10,8 @@ from keyward.core import queueing
 from tests.permissions import make_callers
 
 SERVICES_PASS = os.environ.get("KEYWARD_TEST_SERVICES") == "1"
+# Fixtures for real processes (private redis-server, Celery workers, gunicorn), for any test to use.
+pytest_plugins = ["tests.processes"]
 
 
 def pytest_collection_modifyitems(config, items):
