@@ -170,7 +170,10 @@ class Gunicorn:
 
     def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2, threads: int = 8) -> None:
         command = [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "--bind", "127.0.0.1:0"]
-        command += ["--workers", str(workers), "--threads", str(threads), "keyward.wsgi"]
+        command += ["--workers", str(workers), "--threads", str(threads)]
+        # gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
+        # a test's server must not take it over from another gunicorn running on this machine.
+        command += ["--no-control-socket", "keyward.wsgi"]
         self.log = log
         with log.open("wb") as output:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
