@@ -45,6 +45,22 @@ def cache_down(settings, refusing_port) -> None:
     }
 
 
+@pytest.fixture
+def cache_hangs(settings) -> Iterator[None]:
+    """The shared cache accepts connections and never answers: every command times out."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                "OPTIONS": {"socket_connect_timeout": 0.3, "socket_timeout": 0.3},
+            }
+        }
+        yield
+
+
 @pytest.mark.parametrize("dropped", sorted(DROPPED))
 def test_a_dropped_database_connection_during_authentication_is_503(callers, caplog, dropped):
     client = callers.client("admin")
@@ -71,6 +87,11 @@ def test_an_idp_write_with_the_cache_down_is_503_and_changes_nothing(callers, ca
     assert_unavailable(response, "cache_unavailable")
     assert not IdpConnector.objects.exists()
     assert AuditEvent.objects.count() == before
+
+
+def test_a_cache_that_times_out_is_503_too(api, cache_hangs, caplog):
+    assert_unavailable(api.get("/auth/tenant", {"email": "someone@example.com"}), "cache_unavailable")
+    assert logged_traceback(caplog, redis.exceptions.TimeoutError)
 
 
 def test_reads_that_need_no_cache_still_work_with_the_cache_down(callers, cache_down):
