@@ -1,4 +1,4 @@
-.PHONY: run test lint ci bench
+.PHONY: run test lint audit ci bench
 
 run:  ## keyward on embedded defaults (SQLite, dev mode, demo org)
 	./scripts/run
@@ -12,5 +12,8 @@ lint:  ## ruff + migrations check
 bench:  ## every benchmark under bench/ (prints figures, e.g. audit export peak memory)
 	./scripts/bench
 
-ci:  ## what CI runs: both test passes, lint, deploy check
+audit:  ## security checks: pip-audit over requirements.txt, bandit over the code (docs/security.md)
+	./scripts/audit
+
+ci:  ## what CI runs: both test passes, lint, deploy check, security checks
 	./.ci/run

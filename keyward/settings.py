@@ -4,6 +4,7 @@ With no environment at all keyward runs in dev mode on SQLite under var/, with g
 secrets persisted there and Celery tasks run in-process.
 """
 
+import ssl
 from datetime import timedelta
 from pathlib import Path
 
@@ -261,6 +262,13 @@ if KEYWARD_SIEM_WEBHOOK_URL is not None:
         raise ConfigError("KEYWARD_SIEM_WEBHOOK_SECRET must be at least 32 characters")
 
 CELERY_BROKER_URL = REDIS_URL
+if REDIS_URL is not None:
+    # kombu's Redis transport with the fix that keeps a worker alive when Redis goes away.
+    CELERY_BROKER_TRANSPORT = "keyward.core.celery_redis:Transport"
+    if REDIS_URL.startswith("rediss://"):
+        # Named by its path, the transport no longer takes TLS from the URL's scheme: ask for TLS,
+        # with certificate checks (as the cache's redis-py client does for rediss://).
+        CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -269,6 +277,9 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost Redis keeps trying to reconnect for as long as it takes (Celery's default gives
+# up after 100 attempts, about 45 minutes, and exits); compose restarts whatever exits anyway.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Redis redelivers a task whose worker died (acks_late) after this long; the outbox sweep is faster.
 # A Redis that does not answer costs a request at most the connect timeout (keyward.core.queueing).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 3}

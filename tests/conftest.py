@@ -2,7 +2,8 @@ import os
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -10,6 +11,8 @@ from keyward.core import queueing, ratelimit
 from tests.permissions import make_callers
 
 SERVICES_PASS = os.environ.get("KEYWARD_TEST_SERVICES") == "1"
+# Fixtures for real processes (private redis-server, Celery workers, gunicorn), for any test to use.
+pytest_plugins = ["tests.processes"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,6 +42,22 @@ def _queueing_not_paused():
     queueing.resume()
 
 
+def delete_own_cache_keys() -> None:
+    """Empty the cache of what this test run wrote, and nothing else.
+
+    On Redis (the services pass, a server others share) that is the keys under this run's own
+    prefix (tests/settings.py), found with SCAN; the per-process memory cache holds only ours.
+    """
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        backend.clear()
+        return
+    client = backend._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{backend.key_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Per-process buckets and a Redis pause must not leak from one test into the next."""
@@ -49,9 +68,9 @@ def _fresh_rate_limits():
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    cache.clear()
+    delete_own_cache_keys()
     yield
-    cache.clear()
+    delete_own_cache_keys()
 
 
 @pytest.fixture

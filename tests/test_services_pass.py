@@ -1,6 +1,7 @@
 """Tests that only mean something against the real services; the services pass of .ci/run runs them."""
 
 import threading
+import uuid
 
 import pytest
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.db import connection, connections
 from keyward.accounts import services
 from keyward.accounts.models import Account, Role
 from keyward.core.exceptions import Conflict
+from tests.conftest import delete_own_cache_keys
 from tests.factories import make_account, make_org
 
 
@@ -29,6 +31,21 @@ def test_the_services_pass_really_uses_redis():
     client = cache._cache.get_client("probe")
     assert client.ping() is True
     assert cache.get("probe") == "value"
+
+
+@pytest.mark.redis
+def test_the_suite_deletes_only_the_cache_keys_it_wrote():
+    """The services pass shares a Redis db with whoever else uses it: cleaning up is never a FLUSHDB."""
+    client = cache._cache.get_client(write=True)
+    theirs = f"someone-else:{uuid.uuid4().hex}"
+    client.set(theirs, "keep me", ex=60)
+    cache.set("ours", "value", 60)
+    try:
+        delete_own_cache_keys()
+        assert cache.get("ours") is None
+        assert client.get(theirs) == b"keep me"
+    finally:
+        client.delete(theirs)
 
 
 @pytest.mark.redis

@@ -79,7 +79,7 @@ def call[T](
             if attempt == MAX_ATTEMPTS:
                 _record(key, ok=False, now=clock())
                 raise
-            sleep(BACKOFF_SECONDS * attempt * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            sleep(BACKOFF_SECONDS * attempt * (0.5 + random.random()))  # noqa: S311  # nosec B311  # jitter, not crypto
         except MintError:
             _record(key, ok=True, now=clock())
             raise

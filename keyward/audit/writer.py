@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from keyward.audit.chain import compute_hash
 from keyward.audit.models import ActorType, AuditChain, AuditEvent, Outcome, chain_key
-from keyward.core.exceptions import ServiceError
+from keyward.core.exceptions import ServiceUnavailable
 from keyward.core.middleware import current_request_id
 from keyward.core.net import client_ip
 from keyward.tenancy.models import Org
@@ -43,10 +43,9 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 audit_event_recorded = Signal()
 
 
-class AuditUnavailable(ServiceError):
-    """The audit row could not be written, so the action it records did not happen."""
+class AuditUnavailable(ServiceUnavailable):
+    """The audit row could not be written, so the action it records did not happen (503, `Retry-After`)."""
 
-    status_code = 503
     code = "audit_unavailable"
 
 

@@ -2,17 +2,23 @@
 
 Service functions raise `keyward.core.exceptions.ServiceError`; the DRF exception handler and
 Django's error views here render it, so no view builds an error body by hand and no trace leaks.
+An outage of the database or Redis is a 503 with `Retry-After` (`dependency_unavailable`), never a
+500: the DRF handler maps it for API views, and `server_error` for everything else (middleware,
+plain Django views), where Django calls it inside its `except` block, so the exception is at hand.
 """
 
 import logging
+import sys
 
+import redis
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from keyward.core.exceptions import ServiceError
+from keyward.core.exceptions import CacheUnavailable, DatabaseUnavailable, ServiceError, ServiceUnavailable
 from keyward.core.middleware import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,23 @@ _DRF_CODES = {
 }
 
 
+# Lost or refused connections, timeouts, and the transient refusals a database gives under strain
+# (PostgreSQL: serialization failures, deadlocks, cancelled statements; SQLite: a locked database).
+DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
+# The shared cache (Redis): throttles and other counters. Redis still loading after a restart
+# (BusyLoadingError) is a ConnectionError too.
+CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def dependency_unavailable(exc: BaseException | None) -> ServiceUnavailable | None:
+    """The 503 that an outage of the database or the cache becomes; None for any other exception."""
+    if isinstance(exc, DATABASE_ERRORS):
+        return DatabaseUnavailable("The database is unavailable right now; try again shortly.")
+    if isinstance(exc, CACHE_ERRORS):
+        return CacheUnavailable("The cache (Redis) is unavailable right now; try again shortly.")
+    return None
+
+
 def _field_errors(detail) -> dict:
     if isinstance(detail, dict):
         return {
@@ -53,7 +76,12 @@ def _as_list(value) -> list:
 
 def api_exception_handler(exc, context) -> Response | None:
     """DRF hook: render every known exception in the one error shape."""
-    if isinstance(exc, Http404):
+    unavailable = dependency_unavailable(exc)
+    if unavailable is not None:
+        # The client sees a code and a request id; the traceback stays in the log.
+        logger.error("%s: %s", unavailable.code, type(exc).__name__, exc_info=exc)
+        exc = unavailable
+    elif isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
@@ -103,6 +131,14 @@ def not_found(request: HttpRequest, exception=None) -> JsonResponse:
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
+    """handler500. Django logs the traceback (django.request) after this returns."""
+    unavailable = dependency_unavailable(sys.exc_info()[1])
+    if unavailable is not None:
+        return JsonResponse(
+            error_body(unavailable.code, unavailable.message),
+            status=unavailable.status_code,
+            headers=unavailable.headers,
+        )
     return json_error("internal_error", "Something went wrong on our side; quote the request id.", 500)
 
 

@@ -54,3 +54,23 @@ class RateLimited(ServiceError):
         super().__init__(message, code=code)
         self.retry_after = max(1, int(retry_after))
         self.headers["Retry-After"] = str(self.retry_after)
+
+
+class ServiceUnavailable(ServiceError):
+    """Something keyward depends on is down for now: 503 with `Retry-After`, so clients back off and retry."""
+
+    status_code = 503
+    code = "service_unavailable"
+    retry_after = 5
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message, code=code)
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+class CacheUnavailable(ServiceUnavailable):
+    code = "cache_unavailable"

@@ -76,14 +76,13 @@ def evaluate(
         now = timezone.now()
     elif timezone.is_naive(now):
         raise ValueError("now must be an aware datetime")
-    deciding: Decision | None = None
-    for scope in requested:
-        decision = _decide_scope(org, agent, provider, scope, environment, ip, now)
-        if deciding is None or EFFECT_RANK[decision.effect] > EFFECT_RANK[deciding.effect]:
-            deciding = decision
-        if decision.effect == Effect.DENY:
+    deciding = _decide_scope(org, agent, provider, requested[0], environment, ip, now)  # never empty
+    for scope in requested[1:]:
+        if deciding.effect == Effect.DENY:
             break
-    assert deciding is not None  # _checked_scopes guarantees at least one scope
+        decision = _decide_scope(org, agent, provider, scope, environment, ip, now)
+        if EFFECT_RANK[decision.effect] > EFFECT_RANK[deciding.effect]:
+            deciding = decision
     if len(requested) > 1:
         reason = f"{deciding.reason} (the most restrictive outcome of {len(requested)} requested scopes)"
         deciding = replace(deciding, reason=reason)

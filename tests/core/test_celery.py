@@ -45,3 +45,9 @@ def test_tasks_survive_a_lost_worker_and_cannot_run_forever():
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.task_time_limit > app.conf.task_soft_time_limit > 0
     assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_a_worker_never_gives_up_reconnecting_to_redis():
+    """Celery's default stops a worker after 100 failed reconnects (about 45 minutes of outage)."""
+    assert app.conf.broker_connection_retry is True
+    assert app.conf.broker_connection_max_retries is None

@@ -1,6 +1,7 @@
 """Configuration comes from the environment and fails fast, naming the variable."""
 
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,14 @@ def test_database_url_parsing(url, expected):
     assert parsed["ENGINE"] == "django.db.backends.postgresql"
 
 
+def test_postgresql_connections_are_kept_and_health_checked():
+    """Persistent connections, checked before each request reuses them: a restarted PostgreSQL or a
+    terminated backend costs no request an error once it is back."""
+    parsed = config.database_from_url("KEYWARD_DATABASE_URL", "postgres://u@db/keyward")
+    assert parsed["CONN_HEALTH_CHECKS"] is True
+    assert 0 < parsed["CONN_MAX_AGE"] <= 300
+
+
 @pytest.mark.parametrize("url", ["postgres://host", "postgres://host:notaport/db", "sqlite://", "redis://x/0"])
 def test_bad_database_urls_name_the_variable(url):
     with pytest.raises(ConfigError, match="KEYWARD_DATABASE_URL"):
@@ -173,6 +182,30 @@ def test_the_ci_production_environment_passes_the_deploy_checks(tmp_path):
 def test_behind_a_tls_proxy_the_client_is_one_hop_away_by_default(tmp_path, env, expected):
     """Trusting 0 hops behind a proxy makes every client the proxy's address: one throttle for all."""
     assert trusted_hops(env, tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "expected_ssl"),
+    [
+        ("redis://127.0.0.1:6379/15", "False"),
+        ("rediss://redis.internal:6380/0", str({"ssl_cert_reqs": ssl.CERT_REQUIRED})),
+    ],
+    ids=["redis", "rediss"],
+)
+def test_celery_uses_the_patched_redis_transport_with_tls_kept_for_rediss(tmp_path, redis_url, expected_ssl):
+    """The transport that survives a lost Redis (keyward.core.celery_redis); named by its path, it no
+    longer takes TLS from the scheme, so rediss:// asks for TLS (with certificate checks) explicitly."""
+    code = (
+        "from keyward.celery import app; connection = app.connection_for_write(); "
+        "print(connection.transport_cls, connection.ssl, type(connection.transport).__module__, sep='|')"
+    )
+    result = run_manage(
+        {**CI_PRODUCTION, "KEYWARD_REDIS_URL": redis_url}, "shell", "--no-imports", "-c", code, tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    transport_path, ssl_options, module = result.stdout.strip().split("|")
+    assert (transport_path, module) == ("keyward.core.celery_redis:Transport", "keyward.core.celery_redis")
+    assert ssl_options == expected_ssl
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,13 @@ def test_web_worker_and_beat_run_on_the_same_database_and_broker():
     assert len({env["KEYWARD_REDIS_URL"] for env in environments}) == 1
 
 
+def test_every_service_comes_back_by_itself():
+    """A worker that exits (a crash, a lost broker it could not survive) must not stop delivery silently."""
+    assert set(SERVICES) == {"web", "worker", "beat", "postgres", "redis"}
+    for name, service in SERVICES.items():
+        assert service.get("restart") == "unless-stopped", name
+
+
 def test_the_access_log_never_shows_a_query_string(tmp_path):
     """gunicorn's default access log prints the request line, so a signed download link would leak."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_") and k != "DJANGO_SETTINGS_MODULE"}

@@ -1,13 +1,16 @@
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from keyward.accounts.models import Role
 from keyward.audit.models import AuditEvent
 from keyward.siem import services
 from keyward.siem.models import SiemCursor
 from keyward.tenancy.models import Org
 from tests import local_http
+from tests.factories import make_account, make_org
 from tests.siem.receiver import SiemReceiver
 
 loopback_only = local_http.loopback_only
@@ -55,3 +58,18 @@ def chain_ids(org: Org | None) -> list[str]:
     rows = AuditEvent.objects.filter(org=org) if org is not None else AuditEvent.objects.filter(org__isnull=True)
     prefix = f"org:{org.pk}" if org is not None else "platform"
     return [f"{prefix}:{seq}" for seq in rows.order_by("seq").values_list("seq", flat=True)]
+
+
+def streamed_org(siem: SiemReceiver) -> tuple[Org, object]:
+    """A new org (an owner and an admin) streaming its audit log to `siem`."""
+    org = make_org("Streamed")
+    owner = make_account(org, Role.OWNER)
+    make_account(org, Role.ADMIN)
+    services.set_destination(org, url=siem.url(), secret=SECRET, actor=owner)
+    return org, owner
+
+
+def caught_up(receiver: SiemReceiver, org: Org) -> Callable[[], bool]:
+    """True once `receiver` has every row the org's chain holds now, in order."""
+    expected = chain_ids(org)
+    return lambda: receiver.accepted_ids[: len(expected)] == expected
