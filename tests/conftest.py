@@ -1,4 +1,6 @@
 import os
+import time
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -64,6 +66,14 @@ def _fresh_rate_limits():
     ratelimit.reset_local()
     yield
     ratelimit.reset_local()
+
+
+@pytest.fixture
+def still_window():
+    """Hold the clock that picks refusal-counting windows (keyward.core.ratelimit) still, so a test that
+    counts a flood never straddles two windows; a test moves it on with its own, inner patch."""
+    with mock.patch("keyward.core.ratelimit.time.time", return_value=time.time()):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -18,13 +18,9 @@ MAX_EMAIL_LENGTH = 254
 MAX_CLAIM_TEXT = 2000  # an issuer or audience longer than any a connector can hold names no connector
 
 
-def plain_text(value, limit: int = MAX_CLAIM_TEXT) -> bool:
-    """A non-empty string without control characters (a NUL would fail PostgreSQL's text type), of sane length."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= limit
-        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
-    )
+def storable_text(value, limit: int = MAX_CLAIM_TEXT) -> bool:
+    """A non-empty string of sane length without a NUL, which PostgreSQL's text type refuses (a 500)."""
+    return isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class VerifiedUser:
         subjects, so this is how keyward recognises the person behind a request, e.g. an approver
         deciding their own. Only used to refuse more, never to grant anything."""
         email = self.claims.get("email")
-        if plain_text(email, MAX_EMAIL_LENGTH) and len(email) >= 3 and "@" in email:
+        if storable_text(email, MAX_EMAIL_LENGTH) and len(email) >= 3 and "@" in email:
             return email.strip()
         return ""
 
@@ -62,10 +58,10 @@ def _candidate_connector(claims: dict) -> IdpConnector:
     """
     issuer, audience = claims.get("iss"), claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience
-    if not plain_text(issuer) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
+    if not storable_text(issuer) or not isinstance(audiences, list) or not 0 < len(audiences) <= MAX_AUDIENCES:
         raise TokenInvalid(TokenFailure.MALFORMED)
     # Checked before any query: claim text reaches the database only once it is text it can hold.
-    if not all(plain_text(item) for item in audiences):
+    if not all(storable_text(item) for item in audiences):
         raise TokenInvalid(TokenFailure.MALFORMED)
     connectors = IdpConnector.objects.select_related("org", "dev_key").filter(issuer=issuer, audience__in=audiences)
     if is_shared_issuer(issuer):
@@ -109,7 +105,7 @@ def verify_user_token(token: str) -> VerifiedUser:
             required_claims=("sub",),
         )
         subject = claims["sub"]
-        if not plain_text(subject, 255):
+        if not storable_text(subject, 255):
             raise TokenInvalid(TokenFailure.MALFORMED)
     except TokenInvalid as refusal:
         raise ConnectorTokenInvalid(refusal, connector.org) from None

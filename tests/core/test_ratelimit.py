@@ -51,6 +51,7 @@ def test_peek_spends_nothing(backend):
     assert not ratelimit.peek({"p": SLOW}).allowed
 
 
+@pytest.mark.usefixtures("still_window")
 def test_a_window_is_counted_then_drained_exactly_once(backend):
     facts = {"event": "test.flood", "key": f"k-{backend}-{time.time_ns()}"}
     counts = [ratelimit.count_in_window(facts, window_seconds=60) for _ in range(4)]

@@ -14,7 +14,7 @@ from keyward.audit.models import AuditEvent
 from tests.broker.conftest import make_agent, make_provider
 from tests.factories import make_audit_events
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("still_window")]
 
 
 def body_without_request_id(response) -> dict:

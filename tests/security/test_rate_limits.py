@@ -24,7 +24,7 @@ from keyward.policies.models import Effect, Policy
 from tests.broker.conftest import make_agent
 from tests.factories import make_account, make_session_token
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("still_window")]
 
 ASK = {"provider": "stripe", "scope": "charges:read", "ttl": "5m"}
 

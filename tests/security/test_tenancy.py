@@ -89,16 +89,15 @@ def check_signed_download(own: Tenant, other: Tenant, path: str) -> None:
 OTHER_AUTHORISATION = {("get", "/v1/audit/exports/{export_id}/download"): check_signed_download}
 
 
-def test_another_orgs_objects_are_404s_like_ones_that_do_not_exist(tenants, subtests):
+def test_another_orgs_objects_are_404s_like_ones_that_do_not_exist(tenants, subtests, still_window):
     own, other = tenants
     # A 404 is traced in full once per account and window, then only counted (keyward.audit.floods), the
-    # same whether or not the object exists elsewhere: hold the window still and spend its full trace up
-    # front, so that each probe and its control do the same work.
-    with mock.patch("keyward.core.ratelimit.time.time", return_value=time.time()):
-        assert own.client.get("/v1/agents/no-such-agent").status_code == 404
-        for method, path, operation in OPERATIONS:
-            with subtests.test(route=f"{method.upper()} {path}"):
-                probe_route(own, other, method, path, operation)
+    # same whether or not the object exists elsewhere: with the window held still, spend its full trace
+    # up front, so that each probe and its control do the same work.
+    assert own.client.get("/v1/agents/no-such-agent").status_code == 404
+    for method, path, operation in OPERATIONS:
+        with subtests.test(route=f"{method.upper()} {path}"):
+            probe_route(own, other, method, path, operation)
 
 
 def probe_route(own: Tenant, other: Tenant, method: str, path: str, operation: dict) -> None:
