@@ -11,9 +11,7 @@ this test does not know how to fill FAILS its case: teach `OBJECT_IDS` what it n
 
 import itertools
 import json
-import time
 from dataclasses import dataclass
-from unittest import mock
 
 import pytest
 from django.db import connection
