@@ -52,7 +52,10 @@ class Tenant:
     @classmethod
     def streaming_to(cls, siem: SiemReceiver) -> "Tenant":
         org, owner = streamed_org(siem)
-        make_agent(org)
+        # Outages are under test here, not the broker's limits: the load stays far under these.
+        make_agent(org, rate_per_minute=1_000_000, burst=100_000, max_outstanding=1_000_000)
+        org.broker_rate_per_end_user, org.broker_burst_per_end_user = 1_000_000, 100_000
+        org.save(update_fields=["broker_rate_per_end_user", "broker_burst_per_end_user"])
         make_provider(org)
         allow(org, provider="stripe")
         user_token = issue_dev_user_token(org, subject="alice@example.com", ttl_seconds=600)
