@@ -6,8 +6,8 @@ from keyward.core.exceptions import ServiceError
 class Refusal(ServiceError):
     """A broker outcome other than 200/202. `detail` holds non-secret facts for the audit row."""
 
-    def __init__(self, message: str, *, detail: dict | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, detail: dict | None = None, fields: dict | None = None):
+        super().__init__(message, fields=fields)
         self.detail = detail or {}
 
 

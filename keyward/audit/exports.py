@@ -292,6 +292,10 @@ class DownloadLink:
     expires_at: datetime
 
 
+# What `_signer().sign_object` produces: URL-safe base64, `.` and `:` (the schema states it for `sig`).
+SIGNATURE_PATTERN = r"^[A-Za-z0-9_.:-]{1,1000}$"
+
+
 def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=LINK_SALT)
 

@@ -1,18 +1,27 @@
 import re
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from keyward.core.validation import StrictFields, StrictSerializer
 from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector, IdpEmailDomain
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# A domain name, any case, with at most one trailing dot (at most 253 characters as sent).
+DOMAIN_PATTERN = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?$"
+_DOMAIN = re.compile(DOMAIN_PATTERN)
 
 
 class EmailDomainField(serializers.CharField):
+    """A domain name as the schema states it, stored lowercase without its trailing dot."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=253, validators=[RegexValidator(DOMAIN_PATTERN)], **kwargs)
+
     def to_internal_value(self, data) -> str:
-        domain = super().to_internal_value(data).strip().lower().rstrip(".")
-        if not _DOMAIN.match(domain):
-            raise serializers.ValidationError(f"{domain!r} is not a domain name.")
-        return domain
+        domain = super().to_internal_value(data)
+        if not domain.isascii() or not _DOMAIN.match(domain):  # isascii: "\u212a".lower() is "k"
+            raise serializers.ValidationError(f"{domain[:100]!r} is not a domain name.")
+        return domain.lower().removesuffix(".")
 
 
 class EmailDomainClaimSerializer(serializers.ModelSerializer):
@@ -66,17 +75,17 @@ class IdpConnectorSerializer(_ConnectorFields):
         read_only_fields = fields
 
 
-class IdpConnectorWriteSerializer(_ConnectorFields):
+class IdpConnectorWriteSerializer(StrictFields, _ConnectorFields):
     """What POST and PATCH take: `email_domains` is the full list of domain names to claim."""
 
-    email_domains = serializers.ListField(child=EmailDomainField(max_length=253), max_length=50, required=False)
+    email_domains = serializers.ListField(child=EmailDomainField(), max_length=50, required=False)
 
 
-class DomainPathSerializer(serializers.Serializer):
-    domain = EmailDomainField(max_length=253)
+class DomainPathSerializer(StrictSerializer):
+    domain = EmailDomainField()
 
 
-class TenantQuerySerializer(serializers.Serializer):
+class TenantQuerySerializer(StrictSerializer):
     email = serializers.EmailField(max_length=254)
 
 
