@@ -22,6 +22,7 @@ ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 # A token header holds something besides spaces and tabs (which HTTP strips) and at most MAX_TOKEN_BYTES.
 TOKEN_HEADER_PATTERN = r"[^ \t]"  # noqa: S105 - a pattern, not a secret
+AGENT_HEADER = re.compile(AGENT_HEADER_PATTERN)
 ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
@@ -81,13 +82,13 @@ def _body(request: HttpRequest) -> dict:
 
 def parse_credential_request(request: HttpRequest) -> CredentialRequest:
     agent_name = request.headers.get("X-Keyward-Agent", "")
-    if not re.match(AGENT_HEADER_PATTERN, agent_name):
+    if not AGENT_HEADER.fullmatch(agent_name):
         raise InvalidBrokerRequest("X-Keyward-Agent must name a registered agent.")
     environment = request.headers.get("X-Keyward-Environment", DEFAULT_ENVIRONMENT)
-    if not ENVIRONMENT.match(environment):
+    if not ENVIRONMENT.fullmatch(environment):
         raise InvalidBrokerRequest("X-Keyward-Environment must be a lowercase name such as prod or staging.")
     idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidBrokerRequest("Idempotency-Key must be 1-200 printable ASCII characters.")
 
     body = _body(request)

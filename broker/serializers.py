@@ -1,12 +1,11 @@
 import re
 
-from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from broker.models import IntrospectionKey, IssuedCredential
 from keyward import scopes as scope_rules
-from keyward.core.validation import StrictSerializer
+from keyward.core.validation import FullMatch, StrictSerializer
 from keyward.providers.models import PROVIDER_NAME_PATTERN
 
 
@@ -116,7 +115,7 @@ class RequestedScopesField(serializers.CharField):
     def __init__(self, **kwargs):
         super().__init__(
             max_length=scope_rules.MAX_REQUESTED_SCOPES_LENGTH,
-            validators=[RegexValidator(scope_rules.REQUESTED_SCOPES_PATTERN)],
+            validators=[FullMatch(scope_rules.REQUESTED_SCOPES_PATTERN)],
             help_text="One or more scopes separated by spaces (at most 20).",
             **kwargs,
         )
@@ -132,7 +131,7 @@ class RequestedScopesField(serializers.CharField):
 class CredentialRequestSerializer(StrictSerializer):
     """The body of POST /v1/credentials (broker/parsing.py turns its errors into the broker's 400)."""
 
-    provider = serializers.CharField(max_length=100, validators=[RegexValidator(PROVIDER_NAME_PATTERN)])
+    provider = serializers.CharField(max_length=100, validators=[FullMatch(PROVIDER_NAME_PATTERN)])
     scope = RequestedScopesField()
     ttl = TtlField(required=False, allow_null=True)
 

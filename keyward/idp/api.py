@@ -93,7 +93,7 @@ class IdpConnectorViewSet(
         request=None,
         responses={
             200: EmailDomainClaimSerializer,
-            400: errors(),
+            400: errors("invalid_request"),
             404: errors("domain_not_claimed"),
             409: errors("domain_not_verified", "email_domain_taken"),
         },

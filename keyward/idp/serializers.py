@@ -1,9 +1,8 @@
 import re
 
-from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from keyward.core.validation import StrictFields, StrictSerializer
+from keyward.core.validation import FullMatch, StrictFields, StrictSerializer
 from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector, IdpEmailDomain
 
 # A domain name, any case, with at most one trailing dot (at most 253 characters as sent).
@@ -15,11 +14,11 @@ class EmailDomainField(serializers.CharField):
     """A domain name as the schema states it, stored lowercase without its trailing dot."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_length=253, validators=[RegexValidator(DOMAIN_PATTERN)], **kwargs)
+        super().__init__(max_length=253, validators=[FullMatch(DOMAIN_PATTERN)], **kwargs)
 
     def to_internal_value(self, data) -> str:
         domain = super().to_internal_value(data)
-        if not domain.isascii() or not _DOMAIN.match(domain):  # isascii: "\u212a".lower() is "k"
+        if not domain.isascii() or not _DOMAIN.fullmatch(domain):  # isascii: "\u212a".lower() is "k"
             raise serializers.ValidationError(f"{domain[:100]!r} is not a domain name.")
         return domain.lower().removesuffix(".")
 

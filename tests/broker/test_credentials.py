@@ -127,6 +127,39 @@ def test_bad_requests_are_400_invalid_request(world, body, headers):
     assert event.org is None
 
 
+# What the OpenAPI schema says the body and headers are is what the broker takes (schemathesis checks it
+# live; these pin the cases where the parser used to be looser than any schema could say).
+@pytest.mark.parametrize(
+    ("body", "headers", "field"),
+    [
+        ({"provider": "stripe", "scope": "charges:read", "scopes": "x"}, {}, "scopes"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": "05m"}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": " 5m"}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": 300.5}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": 10**9}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read\tcharges:write"}, {}, "scope"),
+        ({"provider": "stripe", "scope": " ".join(["charges:read"] * 21)}, {}, "scope"),
+        ({"provider": 5, "scope": "charges:read"}, {}, "provider"),
+        ({"provider": "stripe\n", "scope": "charges:read"}, {}, "provider"),
+        (None, {"environment": ""}, None),
+        (None, {"assertion": "   "}, None),
+    ],
+)
+def test_what_the_schema_refuses_the_broker_refuses(world, body, headers, field):
+    response = world.ask(body, **headers)
+    assert_refused(response, 400, "invalid_request")
+    if field is not None:
+        assert field in response.json()["fields"]
+
+
+@pytest.mark.parametrize("ttl", [300, "300", "90s", "5m", "1h", None])
+@pytest.mark.parametrize("scope", ["charges:read", "  charges:read  ", "charges:read charges:read"])
+def test_what_the_schema_allows_the_broker_takes(world, ttl, scope):
+    response = world.ask({"provider": "stripe", "scope": scope, "ttl": ttl})
+    assert response.status_code == 200, response.content
+    assert response.json()["scope"] == "charges:read"
+
+
 def test_user_token_and_delegation_together_is_400(world):
     token = world.ask().json()["delegation"]["token"]
     IssuedCredential.objects.all().delete()
