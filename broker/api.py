@@ -4,7 +4,7 @@ Thin: parse, call one service, render. Business rules live in broker/pipeline.py
 """
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.decorators import action
@@ -73,6 +73,13 @@ class CredentialsView(APIView):
 
     @extend_schema(
         request={"application/json": CredentialRequestSerializer},
+        examples=[
+            OpenApiExample(
+                "one scope for five minutes",
+                value={"provider": "stripe", "scope": "charges:read", "ttl": "5m"},
+                request_only=True,
+            )
+        ],
         parameters=[
             OpenApiParameter(
                 "X-Keyward-Agent",
@@ -80,6 +87,7 @@ class CredentialsView(APIView):
                 OpenApiParameter.HEADER,
                 required=True,
                 description="The asking agent's name.",
+                examples=[OpenApiExample("agent", value="invoice-bot")],
             ),
             OpenApiParameter(
                 "X-Keyward-Environment",

@@ -15,8 +15,10 @@ dropped; default postgres://postgres@127.0.0.1:5432/keyward_schemathesis), SCHEM
 """
 
 import base64
+import collections
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -35,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "scripts" / "schemathesis.toml"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/keyward_schemathesis"
 STARTUP_SECONDS = 30
+# docker/gunicorn.conf.py's access log: `… "METHOD /path HTTP/1.1" STATUS …`.
+ACCESS_LINE = re.compile(r'"([A-Z]+ \S+) HTTP/[0-9.]+" ([0-9]{3}) ')
 
 
 def free_port() -> int:
@@ -178,9 +182,21 @@ def main() -> int:
         started = time.monotonic()
         result = subprocess.run(command, cwd=ROOT, env=fuzz_env, check=False)  # noqa: S603
         print(f"schemathesis finished in {time.monotonic() - started:.0f} s with exit code {result.returncode}")
+        print(f"keyward answered: {answer_counts(work / 'gunicorn.log')}")
+        print(f"of which POST /v1/credentials: {answer_counts(work / 'gunicorn.log', 'POST /v1/credentials')}")
         if result.returncode != 0:
             print(f"--- keyward's log without access lines (last 200) ---\n{server_errors(work / 'gunicorn.log')}")
         return result.returncode
+
+
+def answer_counts(log: Path, request: str | None = None) -> str:
+    """Statuses in the access log (of one `METHOD /path` if given), e.g. `200 x 812, 400 x 2710`."""
+    counts = collections.Counter(
+        match.group(2)
+        for match in map(ACCESS_LINE.search, log.read_text(errors="replace").splitlines())
+        if match and request in (None, match.group(1))
+    )
+    return ", ".join(f"{status} x {count}" for status, count in sorted(counts.items())) or "nothing"
 
 
 def server_errors(log: Path, lines: int = 200) -> str:

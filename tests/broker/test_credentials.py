@@ -152,6 +152,31 @@ def test_what_the_schema_refuses_the_broker_refuses(world, body, headers, field)
         assert field in response.json()["fields"]
 
 
+def grant_every_charge(world) -> None:
+    world.agent.grants = [{"provider": "stripe", "scopes": ["charges:*"], "environments": ["*"]}]
+    world.agent.save()
+    world.provider.scopes = ["charges:*"]
+    world.provider.save()
+
+
+@pytest.mark.postgres
+def test_a_long_scope_list_is_a_400_not_a_database_error(world):
+    """A request's scopes are stored joined (the record's and audit row's `scope`: 1000 characters);
+    six long ones passed the parser and failed the record's insert on PostgreSQL."""
+    grant_every_charge(world)
+    scopes = " ".join(f"charges:{n}" + "x" * 190 for n in range(6))
+    response = world.ask({"provider": "stripe", "scope": scopes})
+    assert_refused(response, 400, "invalid_request")
+    assert "scope" in response.json()["fields"]
+
+
+def test_a_scope_may_be_long_as_long_as_the_list_fits(world):
+    """The schema can bound the list but not each scope in it, so neither does the broker."""
+    grant_every_charge(world)
+    response = world.ask({"provider": "stripe", "scope": "charges:" + "x" * 300})
+    assert response.status_code == 200, response.content
+
+
 @pytest.mark.parametrize("ttl", [300, "300", "90s", "5m", "1h", None])
 @pytest.mark.parametrize("scope", ["charges:read", "  charges:read  ", "charges:read charges:read"])
 def test_what_the_schema_allows_the_broker_takes(world, ttl, scope):
