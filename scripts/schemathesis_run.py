@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def manage(env: dict, *args: str) -> str:
 
 
 def main() -> int:
+    # A stopped run (CI timeout, ^C) still stops gunicorn and redis-server and drops its database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     database_url = os.environ.get("KEYWARD_SCHEMATHESIS_DATABASE_URL", DEFAULT_DATABASE_URL)
     max_examples = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40")
     seed = os.environ.get("SCHEMATHESIS_SEED", "20260504")

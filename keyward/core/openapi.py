@@ -3,7 +3,7 @@
 `KeywardAutoSchema` (REST_FRAMEWORK's DEFAULT_SCHEMA_CLASS) adds to every operation the error
 responses it can give, each with the one error body (`Error`) and the stable codes it may carry:
 
-- 400 where it takes input (a request body or query parameters),
+- 400 where it takes input (a request body or query parameters), 415 where DRF parses its body,
 - 401 where it authenticates (with `WWW-Authenticate`),
 - 403 where a permission can refuse (permissions say which codes through `openapi_errors(view)`),
 - 404 where the path names an object,
@@ -35,6 +35,7 @@ _STATUS_MEANINGS = {
     404: "No such object (another org's objects do not exist either).",
     409: "The request conflicts with the object's current state.",
     410: "The link or object is gone.",
+    415: "The body is not sent as `application/json`.",
     429: "Too many requests; retry after `Retry-After` seconds.",
     502: "An upstream provider failed.",
     503: "A dependency is unavailable; nothing was done. Retry after `Retry-After` seconds when given.",
@@ -102,6 +103,8 @@ class KeywardAutoSchema(AutoSchema):
         codes: defaultdict[int, list[str]] = defaultdict(list)
         if self._takes_input():
             codes[400].append("invalid_request")
+        if self._takes_a_body() and self.view.get_parsers():
+            codes[415].append("unsupported_media_type")
         permissions = self.view.get_permissions()
         if self.view.get_authenticators() and not any(isinstance(p, AllowAny) for p in permissions):
             codes[401] += ["not_authenticated", "invalid_token"]
@@ -116,9 +119,10 @@ class KeywardAutoSchema(AutoSchema):
         return codes
 
     def _takes_input(self) -> bool:
-        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
-            return True
-        return any(parameter["in"] == "query" for parameter in self._get_parameters())
+        return self._takes_a_body() or any(parameter["in"] == "query" for parameter in self._get_parameters())
+
+    def _takes_a_body(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
 
     def _default_success(self, direction) -> dict:
         if self.method == "DELETE":
