@@ -111,8 +111,9 @@ def request_export(
     """
     now = timezone.now()
     with transaction.atomic():
-        # The org row lock makes the in-flight count exact under concurrent requests.
-        Org.objects.select_for_update().filter(pk=org.pk).first()
+        # The org row lock makes the in-flight count exact under concurrent requests
+        # (no_key: ARCHITECTURE.md, "org row locks").
+        Org.objects.select_for_update(no_key=True).filter(pk=org.pk).first()
         unexpired = scope_to_org(AuditExport.objects.all(), org).filter(expires_at__gt=now)
         if unexpired.filter(status__in=[ExportStatus.PENDING, ExportStatus.RUNNING]).count() >= MAX_IN_FLIGHT_PER_ORG:
             raise RateLimited(

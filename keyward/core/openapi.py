@@ -17,6 +17,7 @@ declaring only error answers there keeps the view's default success answer.
 from collections import defaultdict
 
 import uritemplate
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from drf_spectacular.drainage import warn
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, get_lib_doc_excludes, is_basic_serializer, is_serializer
@@ -27,6 +28,8 @@ from rest_framework.permissions import AllowAny
 from keyward.core.validation import StrictFields, StrictSerializer
 
 DEPENDENCY_CODES = ("database_unavailable", "cache_unavailable", "audit_unavailable")
+# DRF refuses a NUL in any string (PostgreSQL cannot store one); a field with no pattern of its own says so.
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 _STATUS_MEANINGS = {
     400: "The request is invalid; `fields` names each bad field.",
@@ -157,15 +160,18 @@ class KeywardAutoSchema(AutoSchema):
         return schema
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
-        """Input strings that may not be blank have at least one character, as DRF checks."""
+        """Input strings as DRF checks them: at least one character unless blank is allowed, and no NUL."""
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        if (
-            direction == "request"
-            and isinstance(field, serializers.CharField)
-            and not field.allow_blank
-            and schema.get("type") == "string"
-        ):
+        if direction != "request" or not isinstance(field, serializers.CharField) or schema.get("type") != "string":
+            return schema
+        if not field.allow_blank:
             schema["minLength"] = max(schema.get("minLength", 0), 1)
+        validators = field.validators
+        if any(isinstance(v, ProhibitNullCharactersValidator) for v in validators) and not any(
+            isinstance(v, RegexValidator)
+            for v in validators  # a field's own pattern comes later, and wins
+        ):
+            schema["pattern"] = NO_NUL_PATTERN
         return schema
 
     def _get_request_body(self, direction="request"):

@@ -6,7 +6,10 @@ from keyward.core.validation import FullMatch, StrictFields, StrictSerializer
 from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector, IdpEmailDomain
 
 # A domain name, any case, with at most one trailing dot (at most 253 characters as sent).
-DOMAIN_PATTERN = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?$"
+_DOMAIN_NAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+DOMAIN_PATTERN = rf"^{_DOMAIN_NAME}\.?$"
+# Tenant routing reads only an email's domain: anything before one `@`, a domain name after it.
+ROUTABLE_EMAIL_PATTERN = rf"^[^@\x00]{{1,64}}@{_DOMAIN_NAME}$"
 _DOMAIN = re.compile(DOMAIN_PATTERN)
 
 
@@ -85,7 +88,9 @@ class DomainPathSerializer(StrictSerializer):
 
 
 class TenantQuerySerializer(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = serializers.CharField(
+        max_length=254, validators=[FullMatch(ROUTABLE_EMAIL_PATTERN, "Enter an email address such as bob@acme.com.")]
+    )
 
 
 class TenantOrgSerializer(serializers.Serializer):
