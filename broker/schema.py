@@ -20,13 +20,15 @@ BROKER_SECURITY_SCHEMES = {
     "endUserToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The end user's identity token from the org's IdP (`Authorization: Bearer …`).",
+        "description": "The end user's identity token from the org's IdP (`Authorization: Bearer …`, at most "
+        f"{MAX_TOKEN_BYTES} characters).",
     },
     "delegationToken": {
         "type": "apiKey",
         "in": "header",
         "name": "X-Keyward-Delegation",
-        "description": "A delegation token from an earlier answer (`delegation.token`); replaces the end-user token.",
+        "description": "A delegation token from an earlier answer's `delegation.token` (at most "
+        f"{MAX_TOKEN_BYTES} characters); it replaces the end-user token: send one of the two, never both.",
     },
 }
 
