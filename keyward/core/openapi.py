@@ -166,11 +166,8 @@ class KeywardAutoSchema(AutoSchema):
             return schema
         if not field.allow_blank:
             schema["minLength"] = max(schema.get("minLength", 0), 1)
-        validators = field.validators
-        if any(isinstance(v, ProhibitNullCharactersValidator) for v in validators) and not any(
-            isinstance(v, RegexValidator)
-            for v in validators  # a field's own pattern comes later, and wins
-        ):
+        own_pattern = any(isinstance(v, RegexValidator) for v in field.validators)  # mapped later, and wins
+        if not own_pattern and any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators):
             schema["pattern"] = NO_NUL_PATTERN
         return schema
 
