@@ -4,7 +4,7 @@ Thin: parse, call one service, render. Business rules live in broker/pipeline.py
 """
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.decorators import action
@@ -13,18 +13,23 @@ from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker import limits, pipeline, registry
+from broker import limits, parsing, pipeline, registry
 from broker.models import IntrospectionKey, IssuedCredential
+from broker.schema import TOKEN_HEADER_SCHEMA, CredentialsSchema
 from broker.serializers import (
     CredentialRequestSerializer,
+    IntrospectionKeyCreateSerializer,
     IntrospectionKeySerializer,
     IntrospectRequestSerializer,
+    IssuedAnswerSerializer,
     IssuedCredentialSerializer,
     IssuedFilterSerializer,
+    PendingApprovalAnswerSerializer,
     RevokeSerializer,
 )
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.openapi import errors
 from keyward.core.validation import validated
 from keyward.crypto import signing
 from keyward.tenancy.scoping import OrgScopedViewSet
@@ -64,22 +69,62 @@ class CredentialsView(APIView):
     authentication_classes: list = []
     parser_classes: list = []  # the pipeline reads and validates the raw body itself
 
+    schema = CredentialsSchema()
+
     @extend_schema(
-        auth=[],
-        request=CredentialRequestSerializer,
+        request={"application/json": CredentialRequestSerializer},
+        examples=[
+            OpenApiExample(
+                "one scope for five minutes",
+                value={"provider": "stripe", "scope": "charges:read", "ttl": "5m"},
+                request_only=True,
+            )
+        ],
         parameters=[
-            OpenApiParameter("X-Keyward-Agent", str, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("X-Keyward-Environment", str, OpenApiParameter.HEADER),
-            OpenApiParameter("X-Keyward-Agent-Assertion", str, OpenApiParameter.HEADER),
-            OpenApiParameter("X-Keyward-Delegation", str, OpenApiParameter.HEADER),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "X-Keyward-Agent",
+                {"type": "string", "maxLength": 100, "pattern": parsing.AGENT_HEADER_PATTERN},
+                OpenApiParameter.HEADER,
+                required=True,
+                description="The asking agent's name.",
+                examples=[OpenApiExample("agent", value="invoice-bot")],
+            ),
+            OpenApiParameter(
+                "X-Keyward-Environment",
+                {"type": "string", "maxLength": 64, "pattern": parsing.ENVIRONMENT_PATTERN},
+                OpenApiParameter.HEADER,
+                description=f"Default {parsing.DEFAULT_ENVIRONMENT}.",
+            ),
+            OpenApiParameter(
+                "X-Keyward-Agent-Assertion",
+                TOKEN_HEADER_SCHEMA,
+                OpenApiParameter.HEADER,
+                description="An attestation JWT, for agents that require attestation.",
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "pattern": parsing.IDEMPOTENCY_KEY_PATTERN},
+                OpenApiParameter.HEADER,
+                description="1-200 printable ASCII characters; a retry with the same key gets the first answer.",
+            ),
         ],
         responses={
-            200: OpenApiResponse(
-                description="{credential, token_type, provider, scope, expires_at, delegation, credential_id}, "
-                "plus ttl_clamped_up_to when the provider's minimum lifetime beat the TTL (aws_sts)"
+            200: OpenApiResponse(IssuedAnswerSerializer, description="Issued."),
+            202: OpenApiResponse(PendingApprovalAnswerSerializer, description="Parked until a human decides."),
+            401: errors("invalid_user_token", "invalid_delegation"),
+            403: errors(
+                "agent_revoked",
+                "scope_not_allowed",
+                "policy_denied",
+                "agent_attestation_required",
+                "delegation_too_deep",
+                "approval_denied",
             ),
-            202: OpenApiResponse(description='{"status": "pending_approval", "approval_id"}'),
+            404: errors("unknown_agent", "unknown_provider"),
+            409: errors("idempotency_key_reused", "provider_secret_missing"),
+            429: errors("rate_limited", "too_many_outstanding"),
+            502: errors("native_mint_failed"),
+            503: errors("provider_secret_unreadable"),
         },
     )
     def post(self, request):
@@ -132,13 +177,9 @@ class IssuedCredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     )
     @action(detail=True, methods=["post"])
     def revoke(self, request, jti=None):
-        reason = RevokeSerializer(data=request.data)
-        reason.is_valid(raise_exception=True)
+        reason = validated(RevokeSerializer, request.data)["reason"]
         revoked = registry.revoke(
-            self.get_object(),
-            actor=request.user,
-            audit_context=AuditContext.from_request(request),
-            reason=reason.validated_data["reason"],
+            self.get_object(), actor=request.user, audit_context=AuditContext.from_request(request), reason=reason
         )
         return Response({"revoked": revoked})
 
@@ -153,19 +194,18 @@ class IntrospectionKeyViewSet(
     required_role = Role.ADMIN
 
     @extend_schema(
+        request=IntrospectionKeyCreateSerializer,
         responses={
             201: inline_serializer(
                 "NewIntrospectionKey",
                 fields={"key": serializers.CharField(), "introspection_key": IntrospectionKeySerializer()},
             )
-        }
+        },
     )
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         created = registry.create_introspection_key(
             self.org,
-            name=serializer.validated_data["name"],
+            name=validated(IntrospectionKeyCreateSerializer, request.data)["name"],
             actor=request.user,
             audit_context=AuditContext.from_request(request),
         )
@@ -212,12 +252,14 @@ class IntrospectView(APIView):
 
     @extend_schema(
         request=IntrospectRequestSerializer,
-        responses={200: inline_serializer("Introspection", fields={"active": serializers.BooleanField()})},
+        responses={
+            200: inline_serializer("Introspection", fields={"active": serializers.BooleanField()}),
+            429: errors("rate_limited"),
+        },
     )
     def post(self, request):
         limits.take_introspection(request.auth)
-        body = IntrospectRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        response = Response(registry.introspect(request.auth.org, body.validated_data["token"]))
+        token = validated(IntrospectRequestSerializer, request.data)["token"]
+        response = Response(registry.introspect(request.auth.org, token))
         response["Cache-Control"] = "no-store"
         return response

@@ -5,21 +5,26 @@ import re
 from dataclasses import dataclass
 
 from django.http import HttpRequest
+from rest_framework.exceptions import ValidationError
 
 from broker.refusals import InvalidBrokerRequest, InvalidUserToken
-from keyward import scopes as scope_rules
+from broker.serializers import DEFAULT_TTL_SECONDS, CredentialRequestSerializer
 from keyward.agents.models import AGENT_NAME_PATTERN
 from keyward.core.net import client_ip
+from keyward.core.validation import validated
 from keyward.jose.verify import MAX_TOKEN_BYTES
-from keyward.providers.models import PROVIDER_NAME_PATTERN
 
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_ENVIRONMENT = "prod"
-DEFAULT_TTL_SECONDS = 900
-ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-_TTL = re.compile(r"^(\d{1,9})([smh]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+# The headers' grammar, shared with the OpenAPI schema (broker/api.py).
+AGENT_HEADER_PATTERN = AGENT_NAME_PATTERN
+ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+# A token header holds something besides spaces and tabs (which HTTP strips) and at most MAX_TOKEN_BYTES.
+TOKEN_HEADER_PATTERN = r"[^ \t]"  # noqa: S105 - a pattern, not a secret
+AGENT_HEADER = re.compile(AGENT_HEADER_PATTERN)
+ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -40,21 +45,6 @@ class CredentialRequest:
         return " ".join(self.scopes)
 
 
-def parse_ttl(value) -> int:
-    """`"90s"`, `"5m"`, `"1h"`, `"300"` or `300` -> seconds (> 0). ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("ttl must be a duration")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and (match := _TTL.match(value.strip())):
-        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError('ttl must look like "90s", "5m", "1h" or a number of seconds')
-    if seconds <= 0:
-        raise ValueError("ttl must be positive")
-    return seconds
-
-
 def _bearer(request: HttpRequest) -> str | None:
     header = request.headers.get("Authorization")
     if header is None:
@@ -69,7 +59,7 @@ def _token_header(request: HttpRequest, name: str) -> str | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    value = value.strip()
+    value = value.strip(" \t")
     if not value or len(value) > MAX_TOKEN_BYTES:
         raise InvalidBrokerRequest(f"{name} is empty or too large.")
     return value
@@ -86,29 +76,24 @@ def _body(request: HttpRequest) -> dict:
         raise InvalidBrokerRequest("The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise InvalidBrokerRequest('The body must be a JSON object: {"provider", "scope", "ttl"}.')
-    return body
+    try:
+        return validated(CredentialRequestSerializer, body)
+    except ValidationError as exc:
+        raise InvalidBrokerRequest("The request body is invalid; see fields.", fields=exc.detail) from None
 
 
 def parse_credential_request(request: HttpRequest) -> CredentialRequest:
-    agent_name = (request.headers.get("X-Keyward-Agent") or "").strip()
-    if not re.match(AGENT_NAME_PATTERN, agent_name):
+    agent_name = request.headers.get("X-Keyward-Agent", "")
+    if not AGENT_HEADER.fullmatch(agent_name):
         raise InvalidBrokerRequest("X-Keyward-Agent must name a registered agent.")
-    environment = (request.headers.get("X-Keyward-Environment") or DEFAULT_ENVIRONMENT).strip()
-    if not ENVIRONMENT.match(environment):
+    environment = request.headers.get("X-Keyward-Environment", DEFAULT_ENVIRONMENT)
+    if not ENVIRONMENT.fullmatch(environment):
         raise InvalidBrokerRequest("X-Keyward-Environment must be a lowercase name such as prod or staging.")
     idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidBrokerRequest("Idempotency-Key must be 1-200 printable ASCII characters.")
 
     body = _body(request)
-    provider = body.get("provider")
-    if not isinstance(provider, str) or not re.match(PROVIDER_NAME_PATTERN, provider):
-        raise InvalidBrokerRequest("provider must name a provider.")
-    try:
-        scopes = scope_rules.parse_scopes(body.get("scope"))
-        ttl_seconds = parse_ttl(body["ttl"]) if body.get("ttl") is not None else DEFAULT_TTL_SECONDS
-    except ValueError as exc:
-        raise InvalidBrokerRequest(str(exc)) from None
 
     user_token = _bearer(request)
     delegation_token = _token_header(request, "X-Keyward-Delegation")
@@ -121,9 +106,9 @@ def parse_credential_request(request: HttpRequest) -> CredentialRequest:
     return CredentialRequest(
         agent_name=agent_name,
         environment=environment,
-        provider_name=provider,
-        scopes=scopes,
-        ttl_seconds=ttl_seconds,
+        provider_name=body["provider"],
+        scopes=body["scope"],
+        ttl_seconds=body.get("ttl") or DEFAULT_TTL_SECONDS,
         user_token=user_token,
         delegation_token=delegation_token,
         assertion=_token_header(request, "X-Keyward-Agent-Assertion"),

@@ -12,8 +12,8 @@ class Refusal(ServiceError):
     refusal is written to that org's audit chain instead of the platform's.
     """
 
-    def __init__(self, message: str, *, detail: dict | None = None, org: Org | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, detail: dict | None = None, fields: dict | None = None, org: Org | None = None):
+        super().__init__(message, fields=fields)
         self.detail = detail or {}
         self.org = org
 

@@ -8,8 +8,17 @@ or `*` (anything). A request's `scope` is one or more scopes separated by spaces
 import re
 
 MAX_SCOPES_PER_REQUEST = 20
-SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*$")
+_SCOPE_TOKEN = r"[A-Za-z0-9][A-Za-z0-9._/-]*(?::[A-Za-z0-9._/-]+)*"  # noqa: S105 - a pattern
+SCOPE = re.compile(rf"^{_SCOPE_TOKEN}$")
 MAX_SCOPE_LENGTH = 200
+# A request's `scope`, as the OpenAPI schema states it: 1 to 20 scopes separated (and maybe surrounded) by
+# spaces, 1000 characters in all (records and audit rows store the scopes joined, in 1000). Spaces only:
+# "whitespace" means different characters to Python, JSON Schema validators and clients. A requested scope
+# has no length limit of its own (a pattern cannot bound the items of a list): only stored ones do.
+REQUESTED_SCOPES_PATTERN = rf"^ *{_SCOPE_TOKEN}(?: +{_SCOPE_TOKEN}){{0,{MAX_SCOPES_PER_REQUEST - 1}}} *$"
+MAX_REQUESTED_SCOPES_LENGTH = 1000
+# A scope pattern as grants, catalogues and policy rules take it: a scope, `prefix:*`, or `*`.
+SCOPE_PATTERN_PATTERN = rf"^(?:\*|{_SCOPE_TOKEN}(?::\*)?)$"
 EXACT_PRECISION = 100
 
 
@@ -17,15 +26,17 @@ def parse_scopes(text: str) -> list[str]:
     """The distinct scopes of a space-separated request, in order; ValueError when malformed."""
     if not isinstance(text, str):
         raise ValueError("scope must be a string of space-separated scopes")
-    scopes = list(dict.fromkeys(text.split()))
-    if not scopes:
+    if len(text) > MAX_REQUESTED_SCOPES_LENGTH:
+        raise ValueError(f"scope must be at most {MAX_REQUESTED_SCOPES_LENGTH} characters")
+    requested = [scope for scope in text.split(" ") if scope]
+    if not requested:
         raise ValueError("scope must name at least one scope")
-    if len(scopes) > MAX_SCOPES_PER_REQUEST:
+    if len(requested) > MAX_SCOPES_PER_REQUEST:  # counted as sent, as the schema's pattern counts them
         raise ValueError(f"at most {MAX_SCOPES_PER_REQUEST} scopes per request")
-    for scope in scopes:
-        if len(scope) > MAX_SCOPE_LENGTH or not SCOPE.fullmatch(scope):
+    for scope in requested:
+        if not SCOPE.fullmatch(scope):
             raise ValueError(f"{scope[:50]!r} is not a valid scope")
-    return scopes
+    return list(dict.fromkeys(requested))
 
 
 def is_valid_pattern(pattern: str) -> bool:

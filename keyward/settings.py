@@ -205,7 +205,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["keyward.accounts.permissions.HasRequiredRole"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["keyward.core.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "keyward.core.openapi.KeywardAutoSchema",
+    "DEFAULT_METADATA_CLASS": "keyward.core.metadata.DescriptionOnlyMetadata",
     "EXCEPTION_HANDLER": "keyward.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {
@@ -221,6 +222,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credential broker for AI agents: the agent-facing broker and the admin control plane.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "GET_LIB_DOC_EXCLUDES": "keyward.core.openapi.lib_doc_excludes",
     "ENUM_NAME_OVERRIDES": {
         "ProviderKindEnum": "keyward.providers.models.ProviderKind",
         "IdpKindEnum": "keyward.idp.models.IdpKind",

@@ -26,6 +26,7 @@ from keyward.accounts.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.net import client_ip
+from keyward.core.openapi import errors
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
@@ -41,7 +42,9 @@ class SignupView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "signup"
 
-    @extend_schema(request=SignupSerializer, responses={202: SignupRequestedSerializer})
+    @extend_schema(
+        request=SignupSerializer, responses={202: SignupRequestedSerializer, 503: errors("email_unavailable")}
+    )
     def post(self, request):
         """Answers the same whether or not the email has an account (no enumeration); see the email."""
         data = validated(SignupSerializer, request.data)
@@ -56,7 +59,10 @@ class SignupConfirmView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "signup"
 
-    @extend_schema(request=SignupConfirmSerializer, responses={201: SignupResponseSerializer})
+    @extend_schema(
+        request=SignupConfirmSerializer,
+        responses={201: SignupResponseSerializer, 400: errors("invalid_signup_token"), 409: errors("email_taken")},
+    )
     def post(self, request):
         data = validated(SignupConfirmSerializer, request.data)
         issued = services.confirm_signup(
@@ -71,7 +77,14 @@ class LoginView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=LoginSerializer, responses={200: SessionResponseSerializer})
+    @extend_schema(
+        request=LoginSerializer,
+        responses={
+            200: SessionResponseSerializer,
+            401: errors("invalid_credentials", "totp_required"),
+            429: errors("rate_limited"),
+        },
+    )
     def post(self, request):
         data = validated(LoginSerializer, request.data)
         issued = services.login(
@@ -114,7 +127,7 @@ class MeView(APIView):
 class TotpSetupView(APIView):
     required_role = Role.VIEWER
 
-    @extend_schema(request=None, responses={200: TotpSetupResponseSerializer})
+    @extend_schema(request=None, responses={200: TotpSetupResponseSerializer, 409: errors("totp_already_enabled")})
     def post(self, request):
         enrolment = services.setup_totp(request.user)
         return Response(TotpSetupResponseSerializer(enrolment).data)
@@ -123,7 +136,14 @@ class TotpSetupView(APIView):
 class TotpEnableView(APIView):
     required_role = Role.VIEWER
 
-    @extend_schema(request=TotpCodeSerializer, responses={204: None})
+    @extend_schema(
+        request=TotpCodeSerializer,
+        responses={
+            204: None,
+            400: errors("invalid_totp_code"),
+            409: errors("totp_already_enabled", "totp_not_set_up"),
+        },
+    )
     def post(self, request):
         code = validated(TotpCodeSerializer, request.data)["code"]
         services.enable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
@@ -133,7 +153,10 @@ class TotpEnableView(APIView):
 class TotpDisableView(APIView):
     required_role = Role.VIEWER
 
-    @extend_schema(request=TotpCodeSerializer, responses={204: None})
+    @extend_schema(
+        request=TotpCodeSerializer,
+        responses={204: None, 400: errors("invalid_totp_code"), 409: errors("totp_not_enabled")},
+    )
     def post(self, request):
         code = validated(TotpCodeSerializer, request.data)["code"]
         services.disable_totp(request.user, request.auth, code, audit_context=AuditContext.from_request(request))
@@ -152,7 +175,7 @@ class AdminViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     # PostgreSQL and fail the query), at most 254 of them. Anything else is a 404.
     lookup_value_regex = r"[^/\x00-\x20\x7f-\x9f]{1,254}"
 
-    @extend_schema(request=RoleChangeSerializer, responses={200: AccountSerializer})
+    @extend_schema(request=RoleChangeSerializer, responses={200: AccountSerializer, 409: errors("last_owner")})
     @action(detail=True, methods=["post"])
     def role(self, request, email=None):
         role = validated(RoleChangeSerializer, request.data)["role"]
@@ -165,7 +188,9 @@ class AdminViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         )
         return Response(AccountSerializer(account).data)
 
-    @extend_schema(responses={204: OpenApiResponse(description="Deactivated; sessions revoked.")})
+    @extend_schema(
+        responses={204: OpenApiResponse(description="Deactivated; sessions revoked."), 409: errors("last_owner")}
+    )
     def destroy(self, request, *args, **kwargs):
         services.deactivate_account(
             org=self.org,

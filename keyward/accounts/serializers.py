@@ -2,7 +2,9 @@
 
 from rest_framework import serializers
 
-from keyward.accounts.models import Account, Role
+from keyward.accounts.models import Account
+from keyward.accounts.services import GRANTABLE_ROLES
+from keyward.core.validation import FullMatch, StrictSerializer
 from keyward.tenancy.models import Org
 
 
@@ -22,13 +24,26 @@ class AccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SignupSerializer(serializers.Serializer):
+# What an authenticator app shows (django-otp checks the digits; 6 by default).
+TOTP_CODE_PATTERN = r"^[0-9]{6,8}$"
+# The password policy's length floor (settings.AUTH_PASSWORD_VALIDATORS), so the schema states it.
+MIN_PASSWORD_LENGTH = 12
+
+
+class SignupSerializer(StrictSerializer):
     org_name = serializers.CharField(max_length=200)
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
+    password = serializers.CharField(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=1024,
+        write_only=True,
+        error_messages={
+            "min_length": f"This password is too short. It must contain at least {MIN_PASSWORD_LENGTH} characters."
+        },
+    )
 
 
-class SignupConfirmSerializer(serializers.Serializer):
+class SignupConfirmSerializer(StrictSerializer):
     token = serializers.CharField(max_length=128, write_only=True)
 
 
@@ -37,18 +52,20 @@ class SignupRequestedSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(StrictSerializer):
     email = serializers.CharField(max_length=254)
-    password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
-    totp = serializers.CharField(max_length=16, required=False, allow_blank=True, write_only=True)
+    password = serializers.CharField(max_length=1024, write_only=True)
+    totp = serializers.CharField(
+        max_length=8, required=False, allow_blank=True, write_only=True, validators=[FullMatch(TOTP_CODE_PATTERN)]
+    )
 
 
-class TotpCodeSerializer(serializers.Serializer):
-    code = serializers.CharField(max_length=16, write_only=True)
+class TotpCodeSerializer(StrictSerializer):
+    code = serializers.CharField(max_length=8, write_only=True, validators=[FullMatch(TOTP_CODE_PATTERN)])
 
 
-class RoleChangeSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+class RoleChangeSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=[(role, role.label) for role in GRANTABLE_ROLES])
 
 
 class SessionResponseSerializer(serializers.Serializer):

@@ -267,8 +267,9 @@ def verify_totp(device: TOTPDevice, code: str | None) -> bool:
     if not _TOTP_CODE.match(code):
         return False
     with transaction.atomic():
-        locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
-        return locked.verify_token(code)
+        locked = TOTPDevice.objects.select_for_update().filter(pk=device.pk).first()
+        # None: a concurrent setup or disable replaced the device, so the code was for a secret that is gone.
+        return locked is not None and locked.verify_token(code)
 
 
 def login(
@@ -489,7 +490,7 @@ def disable_totp(
 
 def _lock_org_accounts(org: Org, target: Account) -> Account:
     """Serialise owner-count checks per org (the org row is the lock) and re-read the target."""
-    Org.objects.select_for_update().filter(pk=org.pk).first()
+    Org.objects.select_for_update(no_key=True).filter(pk=org.pk).first()  # no_key: ARCHITECTURE.md, "org row locks"
     return Account.objects.select_for_update().get(pk=target.pk)
 
 

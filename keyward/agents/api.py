@@ -10,6 +10,7 @@ from keyward.agents import services
 from keyward.agents.models import AGENT_NAME_PATTERN, Agent
 from keyward.agents.serializers import AgentListParamsSerializer, AgentRegistrationSerializer, AgentSerializer
 from keyward.audit.writer import AuditContext
+from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
 
 AGENT_PATH_PARAMETER = OpenApiParameter(
@@ -32,10 +33,9 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
     def get_queryset(self):
         agents = super().get_queryset()
         if self.action == "list":
-            params = AgentListParamsSerializer(data=self.request.query_params)
-            params.is_valid(raise_exception=True)
-            if "status" in params.validated_data:
-                agents = agents.filter(status=params.validated_data["status"])
+            params = validated(AgentListParamsSerializer, self.request.query_params)
+            if "status" in params:
+                agents = agents.filter(status=params["status"])
         return agents
 
     def get_object(self) -> Agent:
@@ -52,13 +52,11 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
         },
     )
     def create(self, request, *args, **kwargs):
-        serializer = AgentRegistrationSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         registration = services.register_agent(
             org=self.org,
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **serializer.validated_data,
+            **validated(AgentRegistrationSerializer, request.data),
         )
         answer = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
         return Response(AgentSerializer(registration.agent).data, status=answer)

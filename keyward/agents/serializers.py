@@ -1,15 +1,14 @@
 """Request validation and response shapes for agents. Field shapes here; cross-field rules in services.py."""
 
-import re
-
-from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from keyward.agents.models import AGENT_NAME_PATTERN, Agent, AgentStatus
+from keyward.agents.models import Agent, AgentStatus
 from keyward.core.ratelimit import MAX_BURST, MAX_OUTSTANDING, MAX_RATE_PER_MINUTE
+from keyward.core.validation import FullMatch, StrictSerializer, ttl_seconds_field
 from keyward.jose.keys import SUPPORTED_ALGORITHMS
 from keyward.providers.models import PROVIDER_NAME_PATTERN
-from keyward.providers.serializers import ScopePatternField, StrictFieldsMixin
+from keyward.providers.serializers import ScopePatternField
 from keyward.scopes import MAX_SCOPE_LENGTH
 
 MAX_GRANTS = 100
@@ -19,42 +18,33 @@ MAX_REQUIRED_CLAIMS = 20
 MAX_CLAIM_NAME_LENGTH = 100
 MAX_CLAIM_VALUE_LENGTH = 500
 ANY_ENVIRONMENT = "*"
-ENVIRONMENT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENVIRONMENT_PATTERN = r"^(?:\*|[a-z0-9][a-z0-9_-]{0,63})$"
+# An agent's name as registration takes it: the name grammar, but not all digits (that reads as an id).
+REGISTRABLE_NAME_PATTERN = r"^(?:[a-z][a-z0-9._-]*|[0-9]+[a-z._-][a-z0-9._-]*)$"
 # Claims that attestation checks through their own fields (iss, aud, sub) or that change on every token.
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
-
-_AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
-_PROVIDER_NAME = re.compile(PROVIDER_NAME_PATTERN)
 
 
 def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-class EnvironmentField(serializers.CharField):
-    def to_internal_value(self, data) -> str:
-        environment = super().to_internal_value(data)
-        if environment != ANY_ENVIRONMENT and not ENVIRONMENT_PATTERN.match(environment):
-            raise serializers.ValidationError(
-                f"{environment[:50]!r} is not an environment name (lowercase letters, digits, _ and -, "
-                "at most 64 characters), or * for any."
-            )
-        return environment
+def environment_field() -> serializers.CharField:
+    message = "Not an environment name (lowercase letters, digits, _ and -, at most 64 characters), or * for any."
+    return serializers.CharField(max_length=64, validators=[FullMatch(ENVIRONMENT_PATTERN, message)])
 
 
-class GrantSerializer(StrictFieldsMixin, serializers.Serializer):
-    provider = serializers.CharField(max_length=100)
+class GrantSerializer(StrictSerializer):
+    provider = serializers.CharField(
+        max_length=100,
+        validators=[
+            FullMatch(PROVIDER_NAME_PATTERN, "Not a provider name (lowercase letters, digits, '.', '_' and '-').")
+        ],
+    )
     scopes = serializers.ListField(
         child=ScopePatternField(max_length=MAX_SCOPE_LENGTH), min_length=1, max_length=MAX_SCOPES_PER_GRANT
     )
-    environments = serializers.ListField(
-        child=EnvironmentField(max_length=64), min_length=1, max_length=MAX_ENVIRONMENTS_PER_GRANT
-    )
-
-    def validate_provider(self, value: str) -> str:
-        if not _PROVIDER_NAME.match(value):
-            raise serializers.ValidationError("Not a provider name (lowercase letters, digits, '.', '_' and '-').")
-        return value
+    environments = serializers.ListField(child=environment_field(), min_length=1, max_length=MAX_ENVIRONMENTS_PER_GRANT)
 
     def to_internal_value(self, data) -> dict:
         grant = super().to_internal_value(data)
@@ -66,6 +56,21 @@ class GrantSerializer(StrictFieldsMixin, serializers.Serializer):
         }
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": MAX_REQUIRED_CLAIMS,
+        "additionalProperties": {
+            "oneOf": [
+                {"type": "string", "maxLength": MAX_CLAIM_VALUE_LENGTH},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        },
+        "description": "Claim name -> the exact value the attestation token must carry (not iss, sub, aud, exp, "
+        "nbf, iat or jti).",
+    }
+)
 class RequiredClaimsField(serializers.DictField):
     """A flat object of claim name -> string, number or boolean that the attestation token must carry."""
 
@@ -102,12 +107,21 @@ class SubjectPatternField(serializers.CharField):
         return pattern
 
 
-class AgentRegistrationSerializer(StrictFieldsMixin, serializers.Serializer):
+class AgentRegistrationSerializer(StrictSerializer):
     """The body of POST /v1/agents. Every field but `name` is optional; what is sent is what changes."""
 
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(
+        max_length=100,
+        validators=[
+            FullMatch(
+                REGISTRABLE_NAME_PATTERN,
+                "Agent names are 1 to 100 lowercase letters, digits, '.', '_' and '-', starting with a letter or "
+                "digit, and not all digits (that would read as an id in URLs).",
+            )
+        ],
+    )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    max_ttl_seconds = serializers.IntegerField(required=False, min_value=60)
+    max_ttl_seconds = ttl_seconds_field(required=False)
     grants = serializers.ListField(child=GrantSerializer(), required=False, max_length=MAX_GRANTS)
     attestation_required = serializers.BooleanField(required=False)
     attestation_issuer = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -145,28 +159,11 @@ class AgentRegistrationSerializer(StrictFieldsMixin, serializers.Serializer):
 
     refused_fields = {"status": "Use POST /v1/agents/<agent>/revoke or /restore to change the status."}
 
-    def validate_name(self, value: str) -> str:
-        if not _AGENT_NAME.match(value):
-            raise serializers.ValidationError(
-                "Agent names are 1 to 100 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit."
-            )
-        if value.isdigit():
-            raise serializers.ValidationError("An agent name cannot be all digits: it would read as an id in URLs.")
-        return value
-
-    def validate_max_ttl_seconds(self, value: int) -> int:
-        if value > settings.KEYWARD_MAX_CREDENTIAL_TTL:
-            raise serializers.ValidationError(
-                f"Ensure this value is less than or equal to {settings.KEYWARD_MAX_CREDENTIAL_TTL} "
-                "(KEYWARD_MAX_CREDENTIAL_TTL)."
-            )
-        return value
-
     def validate_attestation_algorithms(self, value: list[str]) -> list[str]:
         return _unique(value)
 
 
-class AgentListParamsSerializer(serializers.Serializer):
+class AgentListParamsSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=AgentStatus.choices, required=False)
 
 

@@ -1,6 +1,6 @@
 """/v1/approvals: the human-in-the-loop queue (admin), and the org's approval webhook."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -17,9 +17,16 @@ from keyward.approvals.serializers import (
 )
 from keyward.audit.writer import AuditContext
 from keyward.core.exceptions import NotFound
+from keyward.core.openapi import errors
 from keyward.core.pagination import DateTimeCursorPagination
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
+
+DECISION_RESPONSES = {
+    200: ApprovalSerializer,
+    403: errors("self_approval"),
+    409: errors("approval_already_decided", "approval_expired"),
+}
 
 
 class ApprovalCursorPagination(DateTimeCursorPagination):
@@ -44,7 +51,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
             queryset = queryset.filter(status=state)
         return queryset
 
-    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("limit", int)])
+    @extend_schema(parameters=[ApprovalFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -59,17 +66,17 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         )
         return Response(ApprovalSerializer(approval).data)
 
-    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @extend_schema(request=DecisionSerializer, responses=DECISION_RESPONSES)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         return self._decide(request, approve=True)
 
-    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @extend_schema(request=DecisionSerializer, responses=DECISION_RESPONSES)
     @action(detail=True, methods=["post"])
     def deny(self, request, pk=None):
         return self._decide(request, approve=False)
 
-    @extend_schema(methods=["GET"], responses={200: WebhookStateSerializer})
+    @extend_schema(methods=["GET"], responses={200: WebhookStateSerializer, 404: errors("no_webhook")})
     @extend_schema(methods=["PUT"], request=WebhookSerializer, responses={200: WebhookStateSerializer})
     @extend_schema(methods=["DELETE"], responses={204: None})
     @action(detail=False, methods=["get", "put", "delete"])

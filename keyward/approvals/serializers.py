@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from keyward.approvals.models import Approval, ApprovalStatus
+from keyward.core.validation import StrictSerializer, cursor_field
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -31,17 +32,17 @@ class ApprovalSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DecisionSerializer(serializers.Serializer):
+class DecisionSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class ApprovalFilterSerializer(serializers.Serializer):
+class ApprovalFilterSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
-    cursor = serializers.CharField(required=False, max_length=200)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Page size (default 50).")
+    cursor = cursor_field()
 
 
-class WebhookSerializer(serializers.Serializer):
+class WebhookSerializer(StrictSerializer):
     url = serializers.CharField(max_length=2000)
     secret = serializers.CharField(min_length=16, max_length=500, write_only=True, trim_whitespace=False)
 

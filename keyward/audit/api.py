@@ -9,7 +9,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
@@ -19,10 +19,11 @@ from rest_framework.views import APIView
 from keyward.accounts.models import Role
 from keyward.audit import exports, services
 from keyward.audit.export import stream_csv, stream_json
-from keyward.audit.models import AuditEvent, AuditExport, ExportFormat, Outcome
+from keyward.audit.models import AuditEvent, AuditExport, ExportFormat
 from keyward.audit.serializers import (
     AuditEventSerializer,
     AuditListParamsSerializer,
+    DownloadParamsSerializer,
     ExportCreatedSerializer,
     ExportParamsSerializer,
     ExportRequestSerializer,
@@ -31,6 +32,7 @@ from keyward.audit.serializers import (
     PruneSerializer,
 )
 from keyward.audit.writer import AuditContext
+from keyward.core.openapi import errors
 from keyward.core.pagination import IntegerCursorPagination
 from keyward.core.validation import validated
 from keyward.tenancy.scoping import OrgScopedViewSet
@@ -52,16 +54,6 @@ class AuditCursorPagination(IntegerCursorPagination):
     page_size = 50
 
 
-_LIST_PARAMETERS = [
-    OpenApiParameter("agent", str, description="Agent name (exact)."),
-    OpenApiParameter("event", str, description="Event type (exact), e.g. account.login_failed."),
-    OpenApiParameter("outcome", str, enum=Outcome.values),
-    OpenApiParameter("end_user", str, description="End user (exact)."),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; rows at or after this time."),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601; rows before this time."),
-]
-
-
 class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     """The org's audit log: read (viewer), export (viewer), prune (admin)."""
 
@@ -80,14 +72,13 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
         params.pop("cursor", None)
         return services.filter_events(queryset, **params)
 
-    @extend_schema(parameters=_LIST_PARAMETERS)
+    @extend_schema(parameters=[AuditListParamsSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, enum=ExportFormat.values, description="Body format (default json)."),
-            OpenApiParameter("since", int, description="Export rows with seq greater than this (default 0)."),
+            ExportParamsSerializer,
             OpenApiParameter(
                 NEXT_SINCE_HEADER,
                 int,
@@ -124,7 +115,7 @@ class AuditViewSet(mixins.ListModelMixin, OrgScopedViewSet):
             response[NEXT_SINCE_HEADER] = str(window.next_since)
         return response
 
-    @extend_schema(request=PruneSerializer, responses={200: PruneResponseSerializer})
+    @extend_schema(request=PruneSerializer, responses={200: PruneResponseSerializer, 409: errors("audit_chain_broken")})
     @action(detail=False, methods=["post"])
     def prune(self, request):
         """Delete rows older than `days` that every SIEM has received; the chain stays verifiable; audited."""
@@ -145,7 +136,7 @@ class AuditExportViewSet(OrgScopedViewSet):
 
     @extend_schema(
         request=ExportRequestSerializer,
-        responses={202: ExportCreatedSerializer},
+        responses={202: ExportCreatedSerializer, 429: errors("too_many_exports")},
         description="Queue an export of rows `since < seq <= until` (seqs; `until` defaults to the last row now).",
     )
     def create(self, request):
@@ -178,10 +169,6 @@ class FirstRenderer(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class DownloadParamsSerializer(serializers.Serializer):
-    sig = serializers.CharField(max_length=1000)
-
-
 class AuditExportDownloadView(APIView):
     """GET /v1/audit/exports/<id>/download?sig=…: the signature alone authorises it (no session)."""
 
@@ -190,10 +177,13 @@ class AuditExportDownloadView(APIView):
     content_negotiation_class = FirstRenderer
 
     @extend_schema(
-        parameters=[OpenApiParameter("sig", str, required=True, description="The signature from `download_url`.")],
+        parameters=[DownloadParamsSerializer],
         responses={
             (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY, description="The export file."),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export file."),
+            403: errors("invalid_signature"),
+            409: errors("export_not_ready"),
+            410: errors("link_expired", "export_expired"),
         },
     )
     def get(self, request, export_id: str):

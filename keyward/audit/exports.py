@@ -111,8 +111,9 @@ def request_export(
     """
     now = timezone.now()
     with transaction.atomic():
-        # The org row lock makes the in-flight count exact under concurrent requests.
-        Org.objects.select_for_update().filter(pk=org.pk).first()
+        # The org row lock makes the in-flight count exact under concurrent requests
+        # (no_key: ARCHITECTURE.md, "org row locks").
+        Org.objects.select_for_update(no_key=True).filter(pk=org.pk).first()
         unexpired = scope_to_org(AuditExport.objects.all(), org).filter(expires_at__gt=now)
         if unexpired.filter(status__in=[ExportStatus.PENDING, ExportStatus.RUNNING]).count() >= MAX_IN_FLIGHT_PER_ORG:
             raise RateLimited(
@@ -290,6 +291,10 @@ def _fail_if_out_of_attempts(export_id: str) -> None:
 class DownloadLink:
     url: str
     expires_at: datetime
+
+
+# What `_signer().sign_object` produces: URL-safe base64, `.` and `:` (the schema states it for `sig`).
+SIGNATURE_PATTERN = r"^[A-Za-z0-9_.:-]{1,1000}$"
 
 
 def _signer() -> signing.TimestampSigner:

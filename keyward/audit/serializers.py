@@ -4,8 +4,11 @@ from datetime import datetime
 
 from rest_framework import serializers
 
+from keyward.audit.exports import SIGNATURE_PATTERN
 from keyward.audit.models import AuditEvent, AuditExport, ExportFormat, Outcome
 from keyward.audit.services import MAX_PRUNE_DAYS, min_prune_days
+from keyward.audit.writer import EVENT_TYPE_PATTERN
+from keyward.core.validation import FullMatch, StrictSerializer, cursor_field
 
 MAX_SEQ = 2**63 - 1
 
@@ -38,30 +41,45 @@ class AuditEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AuditListParamsSerializer(serializers.Serializer):
-    agent = serializers.CharField(required=False, max_length=200)
-    event = serializers.CharField(required=False, max_length=64)
+class AuditListParamsSerializer(StrictSerializer):
+    agent = serializers.CharField(required=False, max_length=100, help_text="Agent name (exact).")
+    event = serializers.CharField(
+        required=False,
+        max_length=64,
+        validators=[FullMatch(EVENT_TYPE_PATTERN)],
+        help_text="Event type (exact), e.g. account.login_failed.",
+    )
     outcome = serializers.ChoiceField(required=False, choices=Outcome.choices)
-    end_user = serializers.CharField(required=False, max_length=254)
+    end_user = serializers.CharField(required=False, max_length=254, help_text="End user (exact).")
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; rows at or after this time.")
     until = serializers.DateTimeField(required=False, help_text="ISO 8601; rows before this time.")
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
-    cursor = serializers.CharField(required=False, max_length=200)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Page size (default 50).")
+    cursor = cursor_field()
 
 
-class ExportParamsSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=ExportFormat.choices, default=ExportFormat.JSON)
+class ExportParamsSerializer(StrictSerializer):
+    format = serializers.ChoiceField(
+        choices=ExportFormat.choices, default=ExportFormat.JSON, help_text="Body format (default json)."
+    )
     since = serializers.IntegerField(
         min_value=0, max_value=MAX_SEQ, default=0, help_text="Export rows with a larger seq (0: from the start)."
     )
 
 
-class PruneSerializer(serializers.Serializer):
+class PruneSerializer(StrictSerializer):
     days = serializers.IntegerField(
         min_value=min_prune_days(),
         max_value=MAX_PRUNE_DAYS,
         help_text="Delete rows older than this many days; the operator's floor (KEYWARD_AUDIT_MIN_RETENTION_DAYS, "
         "30 by default) is the minimum.",
+    )
+
+
+class DownloadParamsSerializer(StrictSerializer):
+    sig = serializers.CharField(
+        max_length=1000,
+        validators=[FullMatch(SIGNATURE_PATTERN)],
+        help_text="The signature from `download_url`.",
     )
 
 

@@ -27,7 +27,8 @@ from keyward.tenancy.models import Org
 
 logger = logging.getLogger(__name__)
 
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$"
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _TEXT_FACTS = ("end_user", "agent", "provider", "scope", "environment", "credential_jti")
 _JSON_FACTS = ("delegation_chain", "detail")
 # A detail key with a word ending in one of these is refused (api_key, accessToken, passcode...):

@@ -8,6 +8,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 _POSITION = re.compile(r"^[0-9]{1,19}$")
+# A cursor as the API hands it out: base64 (DRF encodes `o=…&r=…&p=…`); anything else is no cursor.
+CURSOR_PATTERN = r"^[A-Za-z0-9+/=_-]{1,200}$"
 MAX_POSITION = 2**63 - 1  # the largest bigint
 
 

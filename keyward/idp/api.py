@@ -10,9 +10,12 @@ from rest_framework.views import APIView
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.openapi import errors
+from keyward.core.validation import validated
 from keyward.idp import services
 from keyward.idp.models import IdpConnector
 from keyward.idp.serializers import (
+    DOMAIN_PATTERN,
     DomainPathSerializer,
     EmailDomainClaimSerializer,
     IdpConnectorSerializer,
@@ -49,32 +52,37 @@ class IdpConnectorViewSet(
     def get_throttles(self):
         return [OrgRateThrottle()] if self.action in self.throttled_actions else []
 
-    @extend_schema(request=IdpConnectorWriteSerializer, responses={201: IdpConnectorSerializer})
+    @extend_schema(
+        request=IdpConnectorWriteSerializer,
+        responses={201: IdpConnectorSerializer, 409: errors("issuer_taken", "idp_conflict", "email_domain_taken")},
+    )
     def create(self, request, *args, **kwargs):
-        serializer = IdpConnectorWriteSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         connector = services.create_connector(
             org=self.org,
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **serializer.validated_data,
+            **validated(IdpConnectorWriteSerializer, request.data),
         )
         return Response(IdpConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=IdpConnectorWriteSerializer, responses={200: IdpConnectorSerializer})
+    @extend_schema(
+        request=IdpConnectorWriteSerializer,
+        responses={
+            200: IdpConnectorSerializer,
+            409: errors("issuer_taken", "idp_conflict", "email_domain_taken", "dev_idp_read_only"),
+        },
+    )
     def partial_update(self, request, *args, **kwargs):
-        connector = self.get_object()
-        serializer = IdpConnectorWriteSerializer(connector, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
         connector = services.update_connector(
-            connector,
+            self.get_object(),
             org=self.org,
             actor=request.user,
             audit_context=AuditContext.from_request(request),
-            **serializer.validated_data,
+            **validated(IdpConnectorWriteSerializer, request.data, partial=True),
         )
         return Response(IdpConnectorSerializer(connector).data)
 
+    @extend_schema(responses={409: errors("dev_idp_read_only")})
     def destroy(self, request, *args, **kwargs):
         services.delete_connector(
             self.get_object(), org=self.org, actor=request.user, audit_context=AuditContext.from_request(request)
@@ -83,17 +91,20 @@ class IdpConnectorViewSet(
 
     @extend_schema(
         request=None,
-        responses={200: EmailDomainClaimSerializer},
-        parameters=[OpenApiParameter("domain", str, OpenApiParameter.PATH)],
+        responses={
+            200: EmailDomainClaimSerializer,
+            400: errors("invalid_request"),
+            404: errors("domain_not_claimed"),
+            409: errors("domain_not_verified", "email_domain_taken"),
+        },
+        parameters=[OpenApiParameter("domain", str, OpenApiParameter.PATH, pattern=DOMAIN_PATTERN)],
     )
     @action(detail=True, methods=["post"], url_path=r"domains/(?P<domain>[^/]+)/verify")
     def verify_domain(self, request, pk=None, domain=None):
         """Check the domain's DNS TXT record and, when it is published, let the domain route sign-ins."""
-        params = DomainPathSerializer(data={"domain": domain})
-        params.is_valid(raise_exception=True)
         claim = services.verify_domain(
             self.get_object(),
-            params.validated_data["domain"],
+            validated(DomainPathSerializer, {"domain": domain})["domain"],
             org=self.org,
             actor=request.user,
             audit_context=AuditContext.from_request(request),
@@ -109,8 +120,7 @@ class TenantView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "tenant"
 
-    @extend_schema(parameters=[TenantQuerySerializer], responses={200: TenantSerializer})
+    @extend_schema(parameters=[TenantQuerySerializer], responses={200: TenantSerializer, 404: errors("no_tenant")})
     def get(self, request):
-        params = TenantQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        return Response(services.tenant_for_email(params.validated_data["email"]))
+        email = validated(TenantQuerySerializer, request.query_params)["email"]
+        return Response(services.tenant_for_email(email))

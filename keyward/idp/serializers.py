@@ -2,17 +2,28 @@ import re
 
 from rest_framework import serializers
 
+from keyward.core.validation import FullMatch, StrictFields, StrictSerializer
 from keyward.idp.models import SUPPORTED_ALGORITHMS, IdpConnector, IdpEmailDomain
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# A domain name, any case, with at most one trailing dot (at most 253 characters as sent).
+_DOMAIN_NAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+DOMAIN_PATTERN = rf"^{_DOMAIN_NAME}\.?$"
+# Tenant routing reads only an email's domain: anything before one `@`, a domain name after it.
+ROUTABLE_EMAIL_PATTERN = rf"^[^@\x00]{{1,64}}@{_DOMAIN_NAME}$"
+_DOMAIN = re.compile(DOMAIN_PATTERN)
 
 
 class EmailDomainField(serializers.CharField):
+    """A domain name as the schema states it, stored lowercase without its trailing dot."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=253, validators=[FullMatch(DOMAIN_PATTERN)], **kwargs)
+
     def to_internal_value(self, data) -> str:
-        domain = super().to_internal_value(data).strip().lower().rstrip(".")
-        if not _DOMAIN.match(domain):
-            raise serializers.ValidationError(f"{domain!r} is not a domain name.")
-        return domain
+        domain = super().to_internal_value(data)
+        if not domain.isascii() or not _DOMAIN.fullmatch(domain):  # isascii: "\u212a".lower() is "k"
+            raise serializers.ValidationError(f"{domain[:100]!r} is not a domain name.")
+        return domain.lower().removesuffix(".")
 
 
 class EmailDomainClaimSerializer(serializers.ModelSerializer):
@@ -66,18 +77,20 @@ class IdpConnectorSerializer(_ConnectorFields):
         read_only_fields = fields
 
 
-class IdpConnectorWriteSerializer(_ConnectorFields):
+class IdpConnectorWriteSerializer(StrictFields, _ConnectorFields):
     """What POST and PATCH take: `email_domains` is the full list of domain names to claim."""
 
-    email_domains = serializers.ListField(child=EmailDomainField(max_length=253), max_length=50, required=False)
+    email_domains = serializers.ListField(child=EmailDomainField(), max_length=50, required=False)
 
 
-class DomainPathSerializer(serializers.Serializer):
-    domain = EmailDomainField(max_length=253)
+class DomainPathSerializer(StrictSerializer):
+    domain = EmailDomainField()
 
 
-class TenantQuerySerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+class TenantQuerySerializer(StrictSerializer):
+    email = serializers.CharField(
+        max_length=254, validators=[FullMatch(ROUTABLE_EMAIL_PATTERN, "Enter an email address such as bob@acme.com.")]
+    )
 
 
 class TenantOrgSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from keyward.core.validation import StrictSerializer
 from keyward.orgs.services import EDITABLE_SETTINGS
 from keyward.tenancy.models import Org
 
@@ -30,8 +31,11 @@ class OrgSettingsSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrgSettingsChangeSerializer(serializers.Serializer):
+class OrgSettingsChangeSerializer(StrictSerializer):
     """Only the settings the service lets an owner edit, with its bounds; any other key is refused."""
+
+    unknown_field_message = "This setting cannot be changed here."
+    min_fields = 1
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {
@@ -46,9 +50,6 @@ class OrgSettingsChangeSerializer(serializers.Serializer):
         }
 
     def validate(self, data):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["This setting cannot be changed here."] for name in unknown})
-        if not data:
+        if len(data) < self.min_fields:
             raise serializers.ValidationError("Send at least one setting to change.")
         return data

@@ -81,7 +81,7 @@ def update_settings(
     """
     _check(changes)
     with transaction.atomic():
-        locked = Org.objects.select_for_update().get(pk=org.pk)
+        locked = Org.objects.select_for_update(no_key=True).get(pk=org.pk)  # no_key: ARCHITECTURE.md, "org row locks"
         diff = {
             name: {"old": getattr(locked, name), "new": value}
             for name, value in changes.items()

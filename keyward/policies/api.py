@@ -1,6 +1,6 @@
 """The policy API: /v1/policies (list, create, read, delete) and /v1/policies/simulate. Thin over services.py."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,7 +10,7 @@ from keyward.audit.writer import AuditContext
 from keyward.core.pagination import IntegerCursorPagination
 from keyward.core.validation import validated
 from keyward.policies import services
-from keyward.policies.models import Effect, Policy
+from keyward.policies.models import Policy
 from keyward.policies.serializers import (
     PolicyCreateSerializer,
     PolicyListParamsSerializer,
@@ -46,13 +46,7 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
         params.pop("cursor", None)
         return services.filter_policies(queryset, **params)
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("agent", str, description="Exact agent name; * lists the rules for any agent."),
-            OpenApiParameter("provider", str, description="Exact provider name; * lists the rules for any provider."),
-            OpenApiParameter("effect", str, enum=Effect.values),
-        ]
-    )
+    @extend_schema(parameters=[PolicyListParamsSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

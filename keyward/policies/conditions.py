@@ -13,8 +13,13 @@ from typing import Any
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SOURCE_CIDRS = 100
-_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-_TZ_NAME = re.compile(r"[A-Za-z0-9_+\-/]{1,64}")
+MAX_CIDR_LENGTH = 100
+TIME_PATTERN = r"^([01][0-9]|2[0-3]):([0-5][0-9])$"
+TZ_NAME_PATTERN = r"^[A-Za-z0-9_+\-/]{1,64}$"
+# A day name in any case (the schema spells that out: JSON Schema patterns have no ignore-case flag).
+DAY_PATTERN = "^(?:" + "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in DAYS) + ")$"
+_TIME = re.compile(TIME_PATTERN)
+_TZ_NAME = re.compile(TZ_NAME_PATTERN)
 _IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 _WINDOW_KEYS = {"days", "start", "end", "tz"}
 
@@ -88,7 +93,7 @@ def _normalise_cidrs(cidrs: Any) -> list[str]:
         raise InvalidCondition(f"source_cidrs must be a list of 1 to {MAX_SOURCE_CIDRS} networks.")
     networks = []
     for index, text in enumerate(cidrs):
-        if not isinstance(text, str):
+        if not isinstance(text, str) or len(text) > MAX_CIDR_LENGTH:
             raise InvalidCondition(f"source_cidrs[{index}] must be a string such as 10.0.0.0/8.")
         try:
             network = ipaddress.ip_network(text.strip(), strict=True)

@@ -19,8 +19,13 @@ from keyward.policies.engine import Decision, evaluate
 from keyward.policies.models import ANY, Effect, Policy
 from keyward.tenancy.models import Org
 
-NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
-ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# A rule's field may also be "any": empty (allowed by the serializer) or `*`.
+RULE_NAME_PATTERN = r"^(?:\*|[a-z0-9][a-z0-9._-]{0,99})$"
+RULE_ENVIRONMENT_PATTERN = r"^(?:\*|[a-z0-9][a-z0-9_-]{0,63})$"
+NAME = re.compile(NAME_PATTERN)
+ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
 DEFAULT_ENVIRONMENT = "prod"
 _NAME_HELP = "lowercase letters, digits and . _ - (at most 100, starting with a letter or digit)"
 _ENVIRONMENT_HELP = "lowercase letters, digits, _ and - (at most 64, starting with a letter or digit)"

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.openapi import errors
 from keyward.core.validation import validated
 from keyward.providers import services
 from keyward.providers.models import PROVIDER_NAME_PATTERN, Provider
@@ -32,7 +33,9 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         """Re-read through the scoped, annotated queryset, so every answer has the same shape."""
         return Response(ProviderSerializer(self.get_queryset().get(pk=provider.pk)).data, status=answer)
 
-    @extend_schema(request=ProviderCreateSerializer, responses={201: ProviderSerializer})
+    @extend_schema(
+        request=ProviderCreateSerializer, responses={201: ProviderSerializer, 409: errors("provider_exists")}
+    )
     def create(self, request, *args, **kwargs):
         provider = services.create_provider(
             org=self.org,
@@ -42,7 +45,9 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         )
         return self._render(provider, status.HTTP_201_CREATED)
 
-    @extend_schema(request=ProviderUpdateSerializer, responses={200: ProviderSerializer})
+    @extend_schema(
+        request=ProviderUpdateSerializer, responses={200: ProviderSerializer, 409: errors("secret_required")}
+    )
     def partial_update(self, request, *args, **kwargs):
         provider = services.update_provider(
             self.get_object(),

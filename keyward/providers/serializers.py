@@ -6,11 +6,11 @@ responses carry the secret's metadata (version, fingerprint, rotated_at), never 
 
 import re
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from keyward import scopes as scope_rules
+from keyward.core.validation import FullMatch, StrictSerializer, ttl_seconds_field
 from keyward.providers.models import PROVIDER_NAME_PATTERN, Provider, ProviderKind
 
 MAX_CATALOGUE_SCOPES = 200
@@ -18,73 +18,73 @@ _PROVIDER_NAME = re.compile(PROVIDER_NAME_PATTERN)
 VALUE_HELP = "Write-only. A string, or for `static` providers an object mapping each scope to its value."
 
 
-class StrictFieldsMixin:
-    """Refuse fields a serializer does not take, so a typo (`secrets`, `max_ttl`) is never silently dropped.
-
-    `refused_fields` maps a field name to a more helpful message than "Unknown field."
-    """
-
-    refused_fields: dict[str, str] = {}
-
-    def to_internal_value(self, data) -> dict:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {field: [self.refused_fields.get(field, "Unknown field.")] for field in unknown}
-                )
-        return super().to_internal_value(data)
-
-
 class ScopePatternField(serializers.CharField):
     """A scope or scope pattern (`charges:read`, `charges:*`, `*`), as agent grants and catalogues use."""
 
-    def to_internal_value(self, data) -> str:
-        pattern = super().to_internal_value(data)
-        if not scope_rules.is_valid_pattern(pattern):
-            raise serializers.ValidationError(
-                f"{pattern[:50]!r} is not a scope pattern (a scope such as charges:read, a prefix such as "
-                "charges:*, or *)."
-            )
-        return pattern
+    def __init__(self, **kwargs):
+        message = "Not a scope pattern (a scope such as charges:read, a prefix such as charges:*, or *)."
+        super().__init__(validators=[FullMatch(scope_rules.SCOPE_PATTERN_PATTERN, message)], **kwargs)
 
 
-class ProviderFieldsSerializer(serializers.Serializer):
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ConfigField(serializers.JSONField):
+    """A kind's configuration: a JSON object (providers.kinds checks its keys and values per kind)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected an object.")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
+        ],
+        "writeOnly": True,
+        "description": VALUE_HELP,
+    }
+)
+class SecretValueField(serializers.JSONField):
+    """A secret as sent: a string, or for `static` providers an object of scope -> string.
+
+    providers.kinds checks it per kind and refuses it as `invalid_secret`, whatever is wrong with it.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(write_only=True, help_text=VALUE_HELP, **kwargs)
+
+
+class ProviderFieldsSerializer(StrictSerializer):
     """The fields an admin may set on create and change later."""
 
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    config = serializers.JSONField(required=False, help_text="Public, kind-specific configuration (an object).")
+    config = ConfigField(required=False, help_text="Public, kind-specific configuration (an object).")
     scopes = serializers.ListField(
         child=ScopePatternField(max_length=scope_rules.MAX_SCOPE_LENGTH),
         required=False,
         max_length=MAX_CATALOGUE_SCOPES,
     )
-    max_ttl_seconds = serializers.IntegerField(required=False, min_value=60)
-
-    def validate_max_ttl_seconds(self, value: int) -> int:
-        if value > settings.KEYWARD_MAX_CREDENTIAL_TTL:
-            raise serializers.ValidationError(
-                f"Ensure this value is less than or equal to {settings.KEYWARD_MAX_CREDENTIAL_TTL} "
-                "(KEYWARD_MAX_CREDENTIAL_TTL)."
-            )
-        return value
+    max_ttl_seconds = ttl_seconds_field(required=False)
 
 
-class ProviderCreateSerializer(StrictFieldsMixin, ProviderFieldsSerializer):
-    name = serializers.CharField(max_length=100)
-    kind = serializers.ChoiceField(choices=ProviderKind.choices)
-    secret = serializers.JSONField(required=False, write_only=True, help_text=VALUE_HELP)
-
-    def validate_name(self, value: str) -> str:
-        if not _PROVIDER_NAME.match(value):
-            raise serializers.ValidationError(
+class ProviderCreateSerializer(ProviderFieldsSerializer):
+    name = serializers.CharField(
+        max_length=100,
+        validators=[
+            FullMatch(
+                PROVIDER_NAME_PATTERN,
                 "Provider names are 1 to 100 lowercase letters, digits, '.', '_' and '-', starting with a letter "
-                "or digit."
+                "or digit.",
             )
-        return value
+        ],
+    )
+    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    secret = SecretValueField(required=False)
 
 
-class ProviderUpdateSerializer(StrictFieldsMixin, ProviderFieldsSerializer):
+class ProviderUpdateSerializer(ProviderFieldsSerializer):
     """PATCH: name and kind are fixed for life; the secret changes only through rotate."""
 
     refused_fields = {
@@ -94,9 +94,9 @@ class ProviderUpdateSerializer(StrictFieldsMixin, ProviderFieldsSerializer):
     }
 
 
-class RotateSecretSerializer(StrictFieldsMixin, serializers.Serializer):
-    secret = serializers.JSONField(write_only=True, help_text=VALUE_HELP)
-    config = serializers.JSONField(required=False, help_text="A new config to store together with this secret.")
+class RotateSecretSerializer(StrictSerializer):
+    secret = SecretValueField()
+    config = ConfigField(required=False, help_text="A new config to store together with this secret.")
 
 
 class SecretMetadataSerializer(serializers.Serializer):

@@ -6,10 +6,13 @@ from rest_framework.response import Response
 
 from keyward.accounts.models import Role
 from keyward.audit.writer import AuditContext
+from keyward.core.openapi import errors
 from keyward.core.validation import validated
 from keyward.siem import services
 from keyward.siem.serializers import SiemDestinationSerializer, SiemStatusSerializer
 from keyward.tenancy.scoping import OrgScopedViewSet
+
+NO_DESTINATION = errors("no_siem_destination")
 
 
 class SiemViewSet(OrgScopedViewSet):
@@ -18,7 +21,7 @@ class SiemViewSet(OrgScopedViewSet):
     action_roles = {"show": Role.ADMIN, "configure": Role.OWNER, "remove": Role.OWNER, "retry": Role.ADMIN}
     serializer_class = SiemStatusSerializer
 
-    @extend_schema(operation_id="siem_show", responses={200: SiemStatusSerializer})
+    @extend_schema(operation_id="siem_show", responses={200: SiemStatusSerializer, 404: NO_DESTINATION})
     def show(self, request):
         """The org's SIEM destination (host only) and how delivery stands (admin)."""
         return Response(SiemStatusSerializer(services.status(self.org)).data)
@@ -34,13 +37,17 @@ class SiemViewSet(OrgScopedViewSet):
         )
         return Response(SiemStatusSerializer(state).data)
 
-    @extend_schema(operation_id="siem_remove", request=None, responses={204: None})
+    @extend_schema(operation_id="siem_remove", request=None, responses={204: None, 404: NO_DESTINATION})
     def remove(self, request):
         """Stop the org's stream and forget its position (owner; audited)."""
         services.remove_destination(self.org, actor=request.user, audit_context=AuditContext.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(operation_id="siem_retry", request=None, responses={200: SiemStatusSerializer})
+    @extend_schema(
+        operation_id="siem_retry",
+        request=None,
+        responses={200: SiemStatusSerializer, 404: NO_DESTINATION, 409: errors("siem_delivery_ok")},
+    )
     def retry(self, request):
         """Un-park delivery, or cut a backoff short; it resumes where it stood (admin; audited)."""
         state = services.retry_delivery(self.org, actor=request.user, audit_context=AuditContext.from_request(request))

@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from keyward.core.validation import StrictSerializer
 from keyward.siem.models import CursorState
 from keyward.siem.services import MIN_SECRET_LENGTH
 
 
-class SiemDestinationSerializer(serializers.Serializer):
+class SiemDestinationSerializer(StrictSerializer):
     url = serializers.CharField(max_length=2000)
     secret = serializers.CharField(min_length=MIN_SECRET_LENGTH, max_length=500, write_only=True, trim_whitespace=False)
 

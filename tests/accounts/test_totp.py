@@ -170,3 +170,14 @@ def test_malformed_codes_never_reach_the_device(api):
     device.refresh_from_db()
     assert device.throttling_failure_count == 0
     assert SessionToken.objects.count() == 0
+
+
+def test_a_code_for_a_device_replaced_meanwhile_is_wrong_not_a_crash():
+    """A concurrent setup (or disable) deletes the device a check was about to lock: that was a 500
+    (TOTPDevice.DoesNotExist) when schemathesis raced POST /auth/2fa/setup and /auth/2fa/enable."""
+    account = make_account()
+    device = TOTPDevice.objects.create(user=account, key=b"12345678901234567890".hex(), digits=8, t0=0)
+    TOTPDevice.objects.filter(pk=device.pk).delete()
+    with mock.patch("django_otp.plugins.otp_totp.models.time") as clock:
+        clock.time.return_value = 59
+        assert verify_totp(device, "94287082") is False

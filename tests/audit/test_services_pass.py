@@ -137,3 +137,75 @@ def test_background_export_of_more_than_50000_rows_has_no_cap(
     assert len(lines) == total + 1  # header + every row
     assert lines[1].startswith("1,")
     assert lines[-1].startswith(f"{total},")
+
+
+def _export(org, owner, viewer) -> None:
+    from keyward.audit.exports import request_export
+
+    request_export(org, format="json", since=0, until=None, actor=owner)
+
+
+def _settings(org, owner, viewer) -> None:
+    from keyward.orgs.services import update_settings
+
+    update_settings(org, changes={"approval_grant_seconds": 600}, actor=owner)
+
+
+def _role(org, owner, viewer) -> None:
+    from keyward.accounts.services import change_role
+
+    change_role(org=org, target=viewer, role="admin", actor=owner)
+
+
+def wait_for_a_lock_wait(cursor, outcome: list) -> None:
+    """Until another backend of this database waits on a lock (bounded: 200 polls)."""
+    for _ in range(200):
+        assert not outcome, f"the org-locking action ended without waiting: {outcome}"
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a transaction otherwise sees its first snapshot
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        if cursor.fetchone()[0]:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the org-locking action never waited for the chain head")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("locks_the_org", [_export, _settings, _role], ids=["export", "settings", "role"])
+def test_an_org_row_lock_never_deadlocks_with_an_audit_write(locks_the_org):
+    """An audit row references its org (FOR KEY SHARE on the org row) while its writer holds the chain
+    head. An action that locked the org FOR UPDATE and then waited for the chain head deadlocked with
+    it (schemathesis: 503 audit_unavailable on POST /v1/audit/exports). FOR NO KEY UPDATE does not."""
+    from django.db import connection, transaction
+
+    from keyward.accounts.models import Role
+    from keyward.audit.writer import lock_chain_head
+    from tests.factories import make_account
+
+    org = make_org()
+    owner, viewer = make_account(org, Role.OWNER), make_account(org, Role.VIEWER)
+    outcome: list = []
+
+    def action() -> None:
+        try:
+            locks_the_org(org, owner, viewer)
+            outcome.append("done")
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=action)
+    with transaction.atomic():
+        lock_chain_head(chain_key(org))
+        thread.start()
+        with connection.cursor() as cursor:
+            wait_for_a_lock_wait(cursor, outcome)  # the action holds the org row and waits for the chain head
+        record_event(org=org, event_type="test.concurrent", outcome="success")  # must not wait for the org row
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcome == ["done"]
+    assert verify_chain(org).ok

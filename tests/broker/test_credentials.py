@@ -32,7 +32,9 @@ def assert_refused(response, status: int, code: str, *, records: int = 0) -> Aud
     assert response.status_code == status, response.content
     body = response.json()
     assert body["error"] == code
-    assert set(body) == {"error", "message", "request_id"}
+    # A body that fails validation names its fields, as every 400 invalid_request does.
+    assert set(body) - {"fields"} == {"error", "message", "request_id"}
+    assert "fields" not in body or status == 400
     event = last_audit()
     assert event.event_type == "credential.denied"
     assert event.outcome == "denied"
@@ -123,6 +125,64 @@ def test_bad_requests_are_400_invalid_request(world, body, headers):
     response = world.ask(body, **headers)
     event = assert_refused(response, 400, "invalid_request")
     assert event.org is None
+
+
+# What the OpenAPI schema says the body and headers are is what the broker takes (schemathesis checks it
+# live; these pin the cases where the parser used to be looser than any schema could say).
+@pytest.mark.parametrize(
+    ("body", "headers", "field"),
+    [
+        ({"provider": "stripe", "scope": "charges:read", "scopes": "x"}, {}, "scopes"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": "05m"}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": " 5m"}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": 300.5}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read", "ttl": 10**9}, {}, "ttl"),
+        ({"provider": "stripe", "scope": "charges:read\tcharges:write"}, {}, "scope"),
+        ({"provider": "stripe", "scope": " ".join(["charges:read"] * 21)}, {}, "scope"),
+        ({"provider": 5, "scope": "charges:read"}, {}, "provider"),
+        ({"provider": "stripe\n", "scope": "charges:read"}, {}, "provider"),
+        (None, {"environment": ""}, None),
+        (None, {"assertion": "   "}, None),
+    ],
+)
+def test_what_the_schema_refuses_the_broker_refuses(world, body, headers, field):
+    response = world.ask(body, **headers)
+    assert_refused(response, 400, "invalid_request")
+    if field is not None:
+        assert field in response.json()["fields"]
+
+
+def grant_every_charge(world) -> None:
+    world.agent.grants = [{"provider": "stripe", "scopes": ["charges:*"], "environments": ["*"]}]
+    world.agent.save()
+    world.provider.scopes = ["charges:*"]
+    world.provider.save()
+
+
+@pytest.mark.postgres
+def test_a_long_scope_list_is_a_400_not_a_database_error(world):
+    """A request's scopes are stored joined (the record's and audit row's `scope`: 1000 characters);
+    six long ones passed the parser and failed the record's insert on PostgreSQL."""
+    grant_every_charge(world)
+    scopes = " ".join(f"charges:{n}" + "x" * 190 for n in range(6))
+    response = world.ask({"provider": "stripe", "scope": scopes})
+    assert_refused(response, 400, "invalid_request")
+    assert "scope" in response.json()["fields"]
+
+
+def test_a_scope_may_be_long_as_long_as_the_list_fits(world):
+    """The schema can bound the list but not each scope in it, so neither does the broker."""
+    grant_every_charge(world)
+    response = world.ask({"provider": "stripe", "scope": "charges:" + "x" * 300})
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("ttl", [300, "300", "90s", "5m", "1h", None])
+@pytest.mark.parametrize("scope", ["charges:read", "  charges:read  ", "charges:read charges:read"])
+def test_what_the_schema_allows_the_broker_takes(world, ttl, scope):
+    response = world.ask({"provider": "stripe", "scope": scope, "ttl": ttl})
+    assert response.status_code == 200, response.content
+    assert response.json()["scope"] == "charges:read"
 
 
 def test_user_token_and_delegation_together_is_400(world):
