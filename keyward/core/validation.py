@@ -56,13 +56,19 @@ class StrictFields:
         if isinstance(data, Mapping):
             writable = {name: field for name, field in self.fields.items() if not field.read_only}
             for key in sorted(set(data) - set(writable))[:MAX_REPORTED_KEYS]:
-                errors[str(key)[:MAX_REPORTED_KEY_LENGTH]] = [self.refused_fields.get(key, self.unknown_field_message)]
+                errors[_echoable(key)] = [self.refused_fields.get(key, self.unknown_field_message)]
             for name, field in writable.items():
                 if name in data and (problem := (_query_type_error if query else _json_type_error)(field, data[name])):
                     errors.setdefault(name, [problem])
         if errors:
             raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+def _echoable(key) -> str:
+    """An unknown key as the answer can name it: bounded, and an unpaired surrogate (which JSON
+    text may carry but UTF-8 cannot encode) spelt as its escape."""
+    return str(key)[:MAX_REPORTED_KEY_LENGTH].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _untrimmed(field: serializers.Field) -> None:

@@ -48,7 +48,13 @@ BROKER_CASES = {
     "nul-in-scope": (body(scope="charges:read\x00"), JSON, {}, 400, "invalid_request"),
     "nul-after-the-json": (body() + b"\x00", JSON, {}, 400, "invalid_request"),
     "unpaired-surrogate": (raw('{"provider": "stripe", "scope": "\\ud800"}'), JSON, {}, 400, "invalid_request"),
-    "surrogate-in-a-key": (raw('{"provider": "stripe", "scope": "charges:read", "\\udfff": 1}'), JSON, {}, 200, None),
+    "surrogate-in-a-key": (
+        raw('{"provider": "stripe", "scope": "charges:read", "\\udfff": 1}'),
+        JSON,
+        {},
+        400,
+        "invalid_request",
+    ),
     "ttl-infinite": (
         raw('{"provider": "stripe", "scope": "charges:read", "ttl": 1e400}'),
         JSON,
@@ -158,10 +164,14 @@ def test_json_nested_too_deeply_is_a_400_at_the_broker(broker, case):
     assert_broker_refusal(response, before, 400, "invalid_request")
 
 
-def test_a_ttl_beyond_every_limit_is_clamped_not_an_error(broker):
-    response = ask(broker, body(ttl=10**300), JSON, {}, "198.51.100.201")
+def test_a_ttl_within_its_bound_is_clamped_and_one_beyond_is_a_400(broker):
+    """The schema bounds a TTL at 999,999,999 seconds; anything up to it is clamped to the limits."""
+    response = ask(broker, body(ttl=999_999_999), JSON, {}, "198.51.100.201")
     assert response.status_code == 200, response.content
     assert response.json()["expires_at"]
+    before = Baseline.take()
+    response = ask(broker, body(ttl=10**300), JSON, {}, "198.51.100.202")
+    assert_broker_refusal(response, before, 400, "invalid_request")
 
 
 # --- every write route of the schema ----------------------------------------------------------
