@@ -4,6 +4,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from django.db import InterfaceError, OperationalError, connection
 
 DROPPED = {
@@ -45,3 +46,24 @@ def logged_traceback(caplog, exc_type: type[BaseException] | tuple[type[BaseExce
         record.exc_info and isinstance(record.exc_info[1], exc_type) and record.levelno >= logging.ERROR
         for record in caplog.records
     )
+
+
+def terminate_backends(*, only_pid: int | None = None, sparing_pid: int | None = None) -> int:
+    """pg_terminate_backend on backends of this test's own database (never another database's):
+    only `only_pid`, or every one but `sparing_pid` (and the admin connection doing it). How many died."""
+    settings = connection.settings_dict
+    where = "datname = current_database() AND pid <> pg_backend_pid()"
+    if only_pid is not None:
+        where, params = f"{where} AND pid = %s", [only_pid]
+    else:
+        where, params = f"{where} AND pid <> %s", [sparing_pid or 0]
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        autocommit=True,
+    ) as admin:
+        rows = admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", params)  # noqa: S608
+        return sum(1 for (terminated,) in rows.fetchall() if terminated)

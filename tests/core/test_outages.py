@@ -9,7 +9,6 @@ raises when the server goes away, at the place the query runs.
 import socket
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import redis
 from django.db import InterfaceError, OperationalError, connection
@@ -18,7 +17,7 @@ from django.test import Client, override_settings
 from keyward.accounts.models import Account
 from keyward.audit.models import AuditEvent
 from keyward.idp.models import IdpConnector
-from tests.outages import DROPPED, assert_unavailable, database_drops, logged_traceback
+from tests.outages import DROPPED, assert_unavailable, database_drops, logged_traceback, terminate_backends
 
 pytestmark = pytest.mark.django_db
 
@@ -136,29 +135,12 @@ def test_readyz_reports_a_database_that_does_not_answer(client):
     assert response.json()["checks"]["database"] == "down"
 
 
-def _terminate(backend_pid: int) -> None:
-    """Kill one backend of the test's own database from a second connection (never another's)."""
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        autocommit=True,
-    ) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s AND datname = current_database()",
-            [backend_pid],
-        )
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_terminated_postgresql_connection_is_503_then_recovered(callers, caplog):
     client = callers.client("admin")
     connection.ensure_connection()
-    _terminate(connection.connection.info.backend_pid)
+    terminate_backends(only_pid=connection.connection.info.backend_pid)
 
     response = client.get("/v1/agents")
 

@@ -7,12 +7,12 @@ credential whose audit row is missing; afterwards every request succeeds again w
 anything, and the worker, whose connections were terminated too, still streams every event.
 """
 
-import psycopg
 import pytest
 from django.db import connection
 
 from tests.faults.conftest import Tenant, assert_every_credential_was_recorded, unexpected
 from tests.faults.traffic import Traffic
+from tests.outages import terminate_backends
 from tests.siem.conftest import SECRET, chain_ids
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -25,24 +25,9 @@ ALLOWED = {"issue": {(200, ""), *UNAVAILABLE}, "admin_read": {(200, ""), *UNAVAI
 
 
 def terminate_other_backends() -> int:
-    """pg_terminate_backend on every backend of this test's database but the test's own; how many."""
+    """Every backend of this test's database but the test's own; how many."""
     connection.ensure_connection()
-    own = connection.connection.info.backend_pid
-    db = connection.settings_dict
-    with psycopg.connect(
-        dbname=db["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        autocommit=True,
-    ) as admin:
-        rows = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s",
-            [own],
-        ).fetchall()
-    return sum(1 for (terminated,) in rows if terminated)
+    return terminate_backends(sparing_pid=connection.connection.info.backend_pid)
 
 
 def test_terminated_connections_under_load_are_503_never_500_and_recovered(served, workers, receivers):
