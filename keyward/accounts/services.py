@@ -36,7 +36,14 @@ from keyward.accounts.models import (
 from keyward.audit import events
 from keyward.audit.models import Outcome
 from keyward.audit.writer import Actor, AuditContext, record_committed_event, record_event
-from keyward.core.exceptions import Conflict, InvalidRequest, RateLimited, ServiceError, Unauthorized
+from keyward.core.exceptions import (
+    Conflict,
+    InvalidRequest,
+    RateLimited,
+    ServiceError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from keyward.core.net import address_bucket
 from keyward.tenancy.models import Org, unique_org_slug
 from keyward.tenancy.scoping import scope_to_org
@@ -241,9 +248,7 @@ def _send_email(to: str, subject: str, body: str) -> None:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
     except Exception as exc:
         logger.error("sign-up email could not be sent: %s", type(exc).__name__)
-        raise ServiceError(
-            "Email cannot be sent right now; try again later.", code="email_unavailable", status_code=503
-        ) from None
+        raise ServiceUnavailable("Email cannot be sent right now; try again later.", code="email_unavailable") from None
 
 
 def prune_sign_in_records() -> dict[str, int]:

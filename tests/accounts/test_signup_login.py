@@ -147,7 +147,9 @@ def test_a_mail_server_that_fails_is_a_503_and_the_same_for_both(api):
             api.post("/auth/signup", {**body, "email": email}, format="json")
             for email in ("taken@example.com", "n@example.com")
         ]
-    assert [(a.status_code, a.json()["error"]) for a in answers] == [(503, "email_unavailable")] * 2
+    assert [(a.status_code, a.json()["error"], a["Retry-After"]) for a in answers] == [
+        (503, "email_unavailable", "5")
+    ] * 2
 
 
 @pytest.mark.parametrize(
