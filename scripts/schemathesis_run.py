@@ -133,6 +133,23 @@ def main() -> int:
             KEYWARD_VAR_DIR=str(work / "var"),
             KEYWARD_EMAIL_FILE_PATH=str(work / "mail"),
             KEYWARD_LOG_LEVEL="WARNING",
+            # One address and one agent send thousands of requests here, most of them refused: the
+            # broker's limits (tested on their own in tests/security/test_rate_limits.py) would
+            # otherwise answer 429 to most of the run and leave the logic behind them untested.
+            **dict.fromkeys(
+                (
+                    "KEYWARD_BROKER_UNPROVEN_PER_MINUTE",
+                    "KEYWARD_BROKER_UNPROVEN_BURST",
+                    "KEYWARD_BROKER_AGENT_RATE_PER_MINUTE",
+                    "KEYWARD_BROKER_AGENT_BURST",
+                    "KEYWARD_BROKER_END_USER_RATE_PER_MINUTE",
+                    "KEYWARD_BROKER_END_USER_BURST",
+                    "KEYWARD_BROKER_MAX_OUTSTANDING_PER_AGENT",
+                    "KEYWARD_INTROSPECTION_RATE_PER_MINUTE",
+                    "KEYWARD_INTROSPECTION_BURST",
+                ),
+                "1000000",
+            ),
         )
 
         start(
