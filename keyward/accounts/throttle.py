@@ -20,8 +20,6 @@ from django.db import connection
 
 from keyward.accounts.models import SignInCounter
 
-COUNTERS = ("attempts", "refusals")
-
 
 def _window() -> tuple[int, int]:
     length = int(settings.KEYWARD_LOGIN_FAILURE_WINDOW.total_seconds())
@@ -37,33 +35,37 @@ def _limits() -> dict[str, int]:
     return {"account": settings.KEYWARD_LOGIN_FAILURES_PER_ACCOUNT, "ip": settings.KEYWARD_LOGIN_FAILURES_PER_IP}
 
 
-def _add(counter: str, kind: str, key_hash: str, period: int, amount: int) -> int | None:
-    """Atomically add `amount` to one counter (a new row starts there) and return its new value.
+# One statement per counter and direction, written out in full (no SQL is assembled at run time).
+# `ON CONFLICT … DO UPDATE … RETURNING` works alike on PostgreSQL and SQLite (3.35+).
+_INCREMENT = {
+    "attempts": "INSERT INTO accounts_signincounter (kind, key_hash, period, attempts, refusals) "
+    "VALUES (%s, %s, %s, %s, 0) ON CONFLICT (kind, key_hash, period) "
+    "DO UPDATE SET attempts = accounts_signincounter.attempts + %s RETURNING attempts",
+    "refusals": "INSERT INTO accounts_signincounter (kind, key_hash, period, attempts, refusals) "
+    "VALUES (%s, %s, %s, 0, %s) ON CONFLICT (kind, key_hash, period) "
+    "DO UPDATE SET refusals = accounts_signincounter.refusals + %s RETURNING refusals",
+}
+_DECREMENT_ATTEMPTS = (
+    "UPDATE accounts_signincounter SET attempts = attempts - 1 "
+    "WHERE kind = %s AND key_hash = %s AND period = %s AND attempts >= 1 RETURNING attempts"
+)
 
-    One `INSERT … ON CONFLICT DO UPDATE … RETURNING` statement on PostgreSQL and SQLite alike:
-    concurrent callers each see a distinct value, so no two of them can both be "the 5th attempt".
-    A decrement never goes below 0 and never creates a row (None when there was nothing to take).
+
+def _add(counter: str, kind: str, key_hash: str, period: int) -> int:
+    """Atomically add one to a counter (a new row starts at 1) and return its new value.
+
+    One upsert statement: concurrent callers each see a distinct value, so no two of them can both
+    be "the 5th attempt".
     """
-    if counter not in COUNTERS:
-        raise ValueError(f"unknown counter {counter!r}")
-    table = connection.ops.quote_name(SignInCounter._meta.db_table)
     with connection.cursor() as cursor:
-        if amount > 0:
-            initial = [amount if name == counter else 0 for name in COUNTERS]
-            cursor.execute(
-                f"INSERT INTO {table} (kind, key_hash, period, attempts, refusals) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608 - constant names
-                f"ON CONFLICT (kind, key_hash, period) DO UPDATE SET {counter} = {table}.{counter} + %s "
-                f"RETURNING {counter}",
-                [kind, key_hash, period, *initial, amount],
-            )
-            return cursor.fetchone()[0]
-        cursor.execute(
-            f"UPDATE {table} SET {counter} = {counter} + %s "  # noqa: S608 - constant names
-            f"WHERE kind = %s AND key_hash = %s AND period = %s AND {counter} >= %s RETURNING {counter}",
-            [amount, kind, key_hash, period, -amount],
-        )
-        row = cursor.fetchone()
-        return row[0] if row else None
+        cursor.execute(_INCREMENT[counter], [kind, key_hash, period, 1, 1])
+        return cursor.fetchone()[0]
+
+
+def _give_back(kind: str, key_hash: str, period: int) -> None:
+    """Take one attempt off a counter; never below 0, and never creating a row."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DECREMENT_ATTEMPTS, [kind, key_hash, period])
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Reservation:
             if kind in self._released:
                 continue
             self._released.add(kind)
-            _add("attempts", kind, self.keys[kind], self.window, -1)
+            _give_back(kind, self.keys[kind], self.window)
 
     def reset(self, kind: str) -> None:
         """Clear a key's attempts for the rest of the window (a successful sign-in)."""
@@ -94,7 +96,7 @@ class Reservation:
 
         Lets the caller audit one refusal per key and window and only log the rest.
         """
-        return min(_add("refusals", kind, self.keys[kind], self.window, 1) for kind in self.over)
+        return min(_add("refusals", kind, self.keys[kind], self.window) for kind in self.over)
 
 
 def reserve(keys: dict[str, str]) -> Reservation:
@@ -106,7 +108,7 @@ def reserve(keys: dict[str, str]) -> Reservation:
     window, remaining = _window()
     limits = _limits()
     hashed = {kind: _key_hash(value) for kind, value in keys.items()}
-    over = tuple(kind for kind, key in hashed.items() if _add("attempts", kind, key, window, 1) > limits[kind])
+    over = tuple(kind for kind, key in hashed.items() if _add("attempts", kind, key, window) > limits[kind])
     return Reservation(window=window, remaining=remaining, keys=hashed, over=over)
 
 

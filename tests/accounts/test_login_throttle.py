@@ -239,3 +239,8 @@ def test_past_windows_are_pruned(api, settings):
     with mock.patch("keyward.accounts.throttle.time.time", return_value=time.time() + 3600):
         assert prune_sign_in_records.delay().get()["counters"] == 2  # the account's and the address's
     assert not SignInCounter.objects.exists()
+
+
+def test_the_counter_statements_name_the_models_table():
+    """throttle.py spells its SQL out in full; a renamed table must fail here, not at sign-in."""
+    assert SignInCounter._meta.db_table == "accounts_signincounter"
