@@ -107,6 +107,17 @@ class SubjectPatternField(serializers.CharField):
         return pattern
 
 
+def _own_limit(maximum: int, what: str) -> serializers.IntegerField:
+    """One of the agent's own broker limits (broker/limits.py); null falls back to the org's, then the platform's."""
+    return serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=maximum,
+        help_text=f"{what}; null: the org's, else the platform's.",
+    )
+
+
 class AgentRegistrationSerializer(StrictSerializer):
     """The body of POST /v1/agents. Every field but `name` is optional; what is sent is what changes."""
 
@@ -135,27 +146,9 @@ class AgentRegistrationSerializer(StrictSerializer):
     )
     attestation_subject_pattern = SubjectPatternField(max_length=500, required=False, allow_blank=True)
     attestation_required_claims = RequiredClaimsField(required=False)
-    rate_per_minute = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=MAX_RATE_PER_MINUTE,
-        help_text="This agent's credential requests per minute (token bucket); null: the org's, else the platform's.",
-    )
-    burst = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=MAX_BURST,
-        help_text="Requests this agent may make at once; null: the org's, else the platform's.",
-    )
-    max_outstanding = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=MAX_OUTSTANDING,
-        help_text="Live credentials this agent may hold; null: the org's, else the platform's.",
-    )
+    rate_per_minute = _own_limit(MAX_RATE_PER_MINUTE, "This agent's credential requests per minute (token bucket)")
+    burst = _own_limit(MAX_BURST, "Requests this agent may make at once")
+    max_outstanding = _own_limit(MAX_OUTSTANDING, "Live credentials this agent may hold")
 
     refused_fields = {"status": "Use POST /v1/agents/<agent>/revoke or /restore to change the status."}
 
